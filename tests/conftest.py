@@ -1,0 +1,46 @@
+"""Shared fixtures: every op test runs on each device (NumPy, the CPU stand-in for CuPy, and CUDA
+when a GPU is present), and leaves the current device as it found it."""
+
+import numpy as np
+import pytest
+
+import tinydm as td
+from tinydm import backend
+
+
+def _cuda_usable():
+    try:
+        backend.module_for("cuda")
+        backend._check_device("cuda")
+        return True
+    except Exception:
+        return False
+
+
+DEVICES = ["cpu", "standin"] + (["cuda"] if _cuda_usable() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """Run the test on a device, restoring the previous one afterwards."""
+    with backend.device(request.param):
+        yield request.param
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def tensor(array, requires_grad=True, dtype=np.float64):
+    """A float64 leaf tensor on the current device (for gradient checks)."""
+    return td.Tensor(np.asarray(array, dtype=dtype), requires_grad=requires_grad)
+
+
+def pytest_collection_modifyitems(config, items):
+    if _cuda_usable():
+        return
+    skip = pytest.mark.skip(reason="needs CuPy and an NVIDIA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,6 @@
+"""The op library: one file per op family, each op a Function with a hand-written backward."""
+
+from .arithmetic import (add, concatenate, div, exp, flatten, getitem, log, matmul, max, mean,
+                         mul, neg, pow, reshape, sub, sum, transpose, unbroadcast)
+from .activation import dropout, log_softmax, relu, softmax
+from .linear import linear

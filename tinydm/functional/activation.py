@@ -1,0 +1,110 @@
+"""Activations: relu, softmax, log_softmax, dropout.
+
+Softmax and log-softmax subtract the row maximum before exponentiating: the result is unchanged
+(softmax is shift-invariant) and no exp can overflow, so logits like [-1000, 1] are safe.
+"""
+
+from ..backend import default_rng, get_array_module
+from ..tensor import Function
+
+
+class ReLU(Function):
+    """``y = max(x, 0)``;  ``gx = gy * [x > 0]`` (keeps only the boolean mask)."""
+
+    def forward(self, x):
+        mask = x > 0
+        self.save_for_backward(mask)
+        return x * mask
+
+    def backward(self, gy):
+        return gy * self.saved[0]
+
+
+def _stable_exp(x, axis):
+    """``exp(x - max(x))`` along ``axis``, and that shifted input."""
+    xp = get_array_module(x)
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return xp.exp(shifted), shifted
+
+
+class Softmax(Function):
+    """``y_j = exp(x_j) / sum_m exp(x_m)`` along ``axis``.
+
+    Jacobian: ``dy_j/dx_k = y_j (delta_jk - y_k)``, so
+    ``gx_k = sum_j gy_j y_j (delta_jk - y_k) = y_k (gy_k - sum_j gy_j y_j)``.
+    Backward needs only the output ``y``.
+    """
+
+    def __init__(self, axis=-1):
+        self.axis = axis
+
+    def forward(self, x):
+        e, _ = _stable_exp(x, self.axis)
+        y = e / e.sum(axis=self.axis, keepdims=True)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, gy):
+        (y,) = self.saved
+        return y * (gy - (gy * y).sum(axis=self.axis, keepdims=True))
+
+
+class LogSoftmax(Function):
+    """``y_j = x_j - log sum_m exp(x_m)`` along ``axis``.
+
+    ``dy_j/dx_k = delta_jk - softmax_k``, so ``gx_k = gy_k - softmax_k sum_j gy_j``, with
+    ``softmax = exp(y)``. Backward needs only the output ``y``.
+    """
+
+    def __init__(self, axis=-1):
+        self.axis = axis
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        e, shifted = _stable_exp(x, self.axis)
+        y = shifted - xp.log(e.sum(axis=self.axis, keepdims=True))
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, gy):
+        (y,) = self.saved
+        xp = get_array_module(y)
+        return gy - xp.exp(y) * gy.sum(axis=self.axis, keepdims=True)
+
+
+class Dropout(Function):
+    """Inverted dropout: ``y = x * m / (1 - p)`` with ``m_k ~ Bernoulli(1 - p)``;
+    ``gx = gy * m / (1 - p)``. Keeps the scaled mask only."""
+
+    def __init__(self, p, generator=None):
+        if not 0 <= p < 1:
+            raise ValueError(f"dropout: p must be in [0, 1), got {p}")
+        self.p, self.generator = p, generator
+
+    def forward(self, x):
+        gen = self.generator or default_rng()
+        scale = (gen.random(x.shape) >= self.p).astype(x.dtype) * (1.0 / (1.0 - self.p))
+        self.save_for_backward(scale)
+        return x * scale
+
+    def backward(self, gy):
+        return gy * self.saved[0]
+
+
+def relu(x):
+    return ReLU()(x)
+
+
+def softmax(x, axis=-1):
+    return Softmax(axis)(x)
+
+
+def log_softmax(x, axis=-1):
+    return LogSoftmax(axis)(x)
+
+
+def dropout(x, p=0.5, training=True, generator=None):
+    """Zero each element with probability ``p`` while training; identity in evaluation."""
+    if not training or p == 0:
+        return x
+    return Dropout(p, generator)(x)

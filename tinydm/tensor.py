@@ -1,0 +1,230 @@
+"""Tensor and Function: the whole of reverse-mode autodiff.
+
+A forward pass records a graph. Every op is a :class:`Function`; calling it on tensors runs its
+``forward`` on the raw arrays and, when a gradient is wanted, remembers where its inputs came from
+(``parents``: the Function that made each input, or the leaf tensor itself). ``loss.backward()``
+then sorts the Functions topologically (iteratively, so a graph 10,000 ops deep is fine) and walks
+them from the loss back to the leaves, each Function turning the gradient of its output into the
+gradients of its inputs with its hand-written ``backward``. Gradients that meet at a tensor used
+twice are summed (the multivariate chain rule). Leaves collect theirs in ``.grad``.
+
+Edges point to Functions, not to intermediate tensors, so an intermediate's data is freed as soon
+as Python drops it, unless its Function saved it for backward (``save_for_backward``).
+"""
+
+import contextlib
+
+from . import backend
+
+_grad_enabled = True
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Run a block without recording the graph (evaluation, optimiser updates)."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+def is_grad_enabled():
+    return _grad_enabled
+
+
+class Tensor:
+    """An array on a device, with an optional gradient.
+
+    ``Tensor(data, requires_grad=False, dtype=None, device=None)``: ``data`` is a list, a scalar,
+    or an array of any device. Host data (lists, NumPy arrays) goes to ``device`` (default: the
+    current device); Python floats become float32, as in PyTorch. Arrays already on the target
+    device are used as they are, without a copy.
+    """
+
+    __array_priority__ = 1000  # `ndarray * Tensor` calls Tensor.__rmul__
+    __array_ufunc__ = None
+
+    def __init__(self, data, requires_grad=False, dtype=None, device=None):
+        if isinstance(data, Tensor):
+            data = data.data
+        here = backend.device_of(data) if backend.is_array(data) else "cpu"
+        target = device or (here if here != "cpu" else backend.get_device())
+        if not backend.is_array(data) or here != target:
+            data = backend.to_device(data, target, dtype)
+        elif dtype is not None and data.dtype != dtype:
+            data = data.astype(dtype)
+        self.data = data
+        self.requires_grad = requires_grad
+        self.grad = None
+        self.creator = None  # the Function that produced this tensor (None for leaves)
+
+    # --- what the array is ---------------------------------------------------------------------
+    shape = property(lambda self: self.data.shape)
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: self.data.size)
+    device = property(lambda self: backend.device_of(self.data))
+    is_leaf = property(lambda self: self.creator is None)
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor({backend.to_numpy(self.data)!r}, device={self.device!r}{grad})"
+
+    def numpy(self):
+        """A host NumPy copy of the data (explicit transfer from a GPU)."""
+        return backend.to_numpy(self.data)
+
+    def item(self):
+        return self.data.item()
+
+    def detach(self):
+        """The same data, cut from the graph."""
+        return Tensor(self.data)
+
+    def to(self, device):
+        """A copy on another device ("cpu", "cuda", "standin"), cut from the graph."""
+        return Tensor(self.data, requires_grad=self.requires_grad, device=device)
+
+    # --- reverse mode --------------------------------------------------------------------------
+    def backward(self, grad=None, retain_graph=False):
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
+
+        ``grad`` is the upstream gradient (the cotangent); it may be omitted only for a scalar,
+        where it is 1. The graph is freed afterwards unless ``retain_graph=True``.
+        """
+        xp = backend.get_array_module(self.data)
+        if grad is None:
+            if self.size != 1:
+                raise RuntimeError(
+                    f"backward: grad can be omitted only for a scalar output, but this tensor has "
+                    f"shape {self.shape}; pass grad= with that shape (e.g. x.backward(xp.ones_like))")
+            grad = xp.ones_like(self.data)
+        grad = grad.data if isinstance(grad, Tensor) else grad
+        if not backend.is_array(grad):
+            grad = backend.to_device(grad, self.device, self.dtype)
+        if grad.shape != self.shape:
+            raise ValueError(f"backward: grad has shape {grad.shape}, the tensor has shape {self.shape}")
+        if not self.requires_grad:
+            raise RuntimeError("backward: this tensor does not require grad and has no graph")
+        if self.creator is None:
+            _accumulate(self, grad)
+            return
+
+        grads = {self.creator: grad}
+        for fn in _topological_order(self.creator):
+            gy = grads.pop(fn)
+            if fn.parents is None:
+                raise RuntimeError(
+                    f"backward: the graph through {type(fn).__name__} was already freed by an "
+                    "earlier backward(); call backward(retain_graph=True) the first time, or run "
+                    "the forward pass again")
+            gxs = fn.backward(gy)
+            if not isinstance(gxs, tuple):
+                gxs = (gxs,)
+            for parent, gx in zip(fn.parents, gxs):
+                if parent is None or gx is None:
+                    continue
+                if isinstance(parent, Tensor):
+                    _accumulate(parent, gx)
+                else:
+                    grads[parent] = grads[parent] + gx if parent in grads else gx
+            if not retain_graph:
+                fn.parents, fn.saved = None, None
+
+
+def _accumulate(leaf, g):
+    leaf.grad = Tensor(g if leaf.grad is None else leaf.grad.data + g)
+
+
+def _topological_order(root):
+    """Functions reachable from ``root``, each after every Function that consumes its output.
+
+    Iterative depth-first search with an explicit stack, so deep graphs cannot hit Python's
+    recursion limit.
+    """
+    order, visited, stack = [], {root}, [(root, False)]
+    while stack:
+        fn, expanded = stack.pop()
+        if expanded:
+            order.append(fn)
+            continue
+        stack.append((fn, True))
+        for parent in fn.parents or ():
+            if isinstance(parent, Function) and parent not in visited:
+                visited.add(parent)
+                stack.append((parent, False))
+    return order[::-1]
+
+
+class Function:
+    """One differentiable op: a node of the graph.
+
+    Subclasses implement ``forward(*arrays) -> array`` and ``backward(gy) -> grad or tuple of
+    grads`` (one per input, ``None`` where no gradient flows), both on raw ``xp`` arrays, and keep
+    for backward only what it needs, with ``save_for_backward``. Hyper-parameters go to
+    ``__init__``. Use an op by calling an instance: ``Exp()(x)``; each op file also offers the
+    lowercase function, ``exp(x)``.
+    """
+
+    parents = ()
+    saved = ()
+
+    def save_for_backward(self, *arrays):
+        self.saved = arrays
+
+    def __call__(self, *inputs):
+        tensors = [x if isinstance(x, Tensor) else Tensor(x) for x in inputs]
+        out = Tensor(self.forward(*[t.data for t in tensors]))
+        if _grad_enabled and any(t.requires_grad for t in tensors):
+            self.parents = tuple(
+                (t.creator or t) if t.requires_grad else None for t in tensors)
+            out.requires_grad, out.creator = True, self
+        else:
+            self.saved = ()  # nothing will call backward: keep nothing alive
+        return out
+
+    def forward(self, *xs):
+        raise NotImplementedError
+
+    def backward(self, gy):
+        raise NotImplementedError
+
+
+def as_tensor(x, like=None):
+    """``x`` as a Tensor; a Python scalar takes the dtype and device of ``like``."""
+    if isinstance(x, Tensor):
+        return x
+    if like is not None and not backend.is_array(x):
+        xp = backend.get_array_module(like.data)
+        return Tensor(xp.asarray(x, dtype=like.dtype))
+    if like is not None and backend.device_of(x) != like.device:
+        raise TypeError(f"an array on device {backend.device_of(x)!r} (shape {x.shape}) was mixed "
+                        f"with a tensor on device {like.device!r}; move it with Tensor(x, device=...)")
+    return Tensor(x)
+
+
+# --- operators ---------------------------------------------------------------------------------
+# Each operator is an op of tinydm/functional/arithmetic.py, imported last because the ops need
+# Tensor and Function first.
+from .functional import arithmetic as _A  # noqa: E402
+
+Tensor.__add__ = Tensor.__radd__ = lambda a, b: _A.add(a, b)
+Tensor.__sub__ = lambda a, b: _A.sub(a, b)
+Tensor.__rsub__ = lambda a, b: _A.sub(b, a)
+Tensor.__mul__ = Tensor.__rmul__ = lambda a, b: _A.mul(a, b)
+Tensor.__truediv__ = lambda a, b: _A.div(a, b)
+Tensor.__rtruediv__ = lambda a, b: _A.div(b, a)
+Tensor.__neg__ = _A.neg
+Tensor.__pow__ = _A.pow
+Tensor.__matmul__ = lambda a, b: _A.matmul(a, b)
+Tensor.__rmatmul__ = lambda a, b: _A.matmul(b, a)
+Tensor.__getitem__ = _A.getitem
+Tensor.exp, Tensor.log = _A.exp, _A.log
+Tensor.sum, Tensor.mean, Tensor.max = _A.sum, _A.mean, _A.max
+Tensor.reshape, Tensor.transpose, Tensor.flatten = _A.reshape, _A.transpose, _A.flatten
+Tensor.T = property(lambda self: _A.transpose(self))

@@ -269,8 +269,8 @@ def to_device(data, device_name=None, dtype=None):
     keep their dtype unless ``dtype`` is given.
     """
     device_name = device_name or _current
-    was_array = is_array(data)
-    host = np.asarray(to_numpy(data) if was_array else data, dtype=dtype)
+    was_array = is_array(data) or isinstance(data, np.generic)  # NumPy scalars keep their dtype
+    host = np.asarray(to_numpy(data) if is_array(data) else data, dtype=dtype)
     if dtype is None and not was_array and host.dtype.kind in "fiu":
         host = host.astype(np.float32 if host.dtype.kind == "f" else np.int64)
     if device_name == "cpu":

@@ -1,0 +1,107 @@
+"""Checkpoints: a model, its optimiser, its schedule and any JSON-able facts in one ``.npz`` file.
+
+``save(path, model, optimizer=None, scheduler=None, extra=None)`` writes, atomically (to a
+temporary file in the same directory, then renamed over ``path``, so an interrupted save never
+leaves a half-written checkpoint), a NumPy ``.npz`` archive holding
+
+* ``model/<name>``: every parameter and buffer, by its state-dict name (PyTorch's names);
+* ``optimizer/<i>/<key>``: the state arrays of parameter ``i`` (momentum buffer, Adam moments);
+* ``__meta__``: one JSON string with the optimiser's type, hyperparameters and counters (Adam's
+  step counts), the schedule's state and ``extra`` (e.g. the iteration, RNG states, the config).
+
+Arrays are stored on the host, so a checkpoint saved on one device loads on any other:
+``load(path, model, optimizer=None, scheduler=None)`` copies everything onto the devices where
+the model's parameters now live and returns ``extra``. It reads without pickle, so a checkpoint
+is plain data. Resuming a run::
+
+    checkpoint.save("run.npz", model, opt, sched, extra={"iteration": it, "seed": 123})
+    ...
+    extra = checkpoint.load("run.npz", model, opt, sched)   # model and opt built as before
+
+Host file I/O is the one reason this module uses NumPy directly.
+"""
+
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from . import backend
+
+FORMAT = "tinydm-checkpoint-1"
+
+
+def save(path, model, optimizer=None, scheduler=None, extra=None):
+    """Write model (and optimiser, schedule, ``extra``) state to ``path`` atomically."""
+    arrays = {f"model/{name}": backend.to_numpy(t.data) for name, t in model.state_dict().items()}
+    meta = {"format": FORMAT, "extra": {} if extra is None else extra}
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        counters = []
+        for i, param_state in enumerate(state["state"]):
+            counters.append({})
+            for key, value in param_state.items():
+                if backend.is_array(value):
+                    arrays[f"optimizer/{i}/{key}"] = backend.to_numpy(value)
+                else:
+                    counters[i][key] = value
+        meta["optimizer"] = {"type": state["type"], "hyperparameters": state["hyperparameters"],
+                             "counters": counters}
+    if scheduler is not None:
+        meta["scheduler"] = scheduler.state_dict()
+    try:
+        arrays["__meta__"] = np.array(json.dumps(meta))
+    except TypeError as e:
+        raise TypeError(f"checkpoint.save: extra must be JSON-serialisable ({e})") from None
+
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def read(path):
+    """The raw content of a checkpoint, on the host: ``{"model": {name: array}, "optimizer":
+    state dict or None, "scheduler": state dict or None, "extra": dict}``."""
+    with np.load(path, allow_pickle=False) as archive:
+        if "__meta__" not in archive.files:
+            raise ValueError(f"checkpoint: {path} is not a tinydm checkpoint (no __meta__ entry)")
+        meta = json.loads(str(archive["__meta__"]))
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"checkpoint: {path} has format {meta.get('format')!r}, "
+                             f"expected {FORMAT!r}")
+        model = {k[len("model/"):]: archive[k] for k in archive.files if k.startswith("model/")}
+        optimizer = meta.get("optimizer")
+        if optimizer is not None:
+            states = [dict(c) for c in optimizer["counters"]]
+            for k in archive.files:
+                if k.startswith("optimizer/"):
+                    _, i, key = k.split("/", 2)
+                    states[int(i)][key] = archive[k]
+            optimizer = {"type": optimizer["type"], "hyperparameters": optimizer["hyperparameters"],
+                         "state": states}
+    return {"model": model, "optimizer": optimizer, "scheduler": meta.get("scheduler"),
+            "extra": meta["extra"]}
+
+
+def load(path, model, optimizer=None, scheduler=None, strict=True):
+    """Load a checkpoint into ``model`` (and ``optimizer``, ``scheduler``) on their devices;
+    returns ``extra``. ``strict`` is passed to :meth:`Module.load_state_dict`."""
+    content = read(path)
+    for name, obj in (("optimizer", optimizer), ("scheduler", scheduler)):
+        if obj is not None and content[name] is None:
+            raise ValueError(f"checkpoint.load: {path} holds no {name} state")
+    model.load_state_dict(content["model"], strict=strict)
+    if optimizer is not None:
+        optimizer.load_state_dict(content["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(content["scheduler"])
+    return content["extra"]

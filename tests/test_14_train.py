@@ -1,0 +1,71 @@
+"""Lesson 14: the shared training loop and the emphasis diagnostics it records."""
+
+import numpy as np
+import pytest
+
+import tinydm as td
+from tinydm import backend, losses, nn, optim
+from tinydm.train import History, emphasis_stats, fit
+
+
+def test_ess_and_class_shares_on_a_hand_computed_batch(device):
+    xp = backend.module_for(device)
+    w = np.array([1.0, 1.0, 2.0, 4.0])  # total 8
+    s = xp.asarray(w / w.sum())
+    labels = xp.asarray([0, 1, 1, 2])
+    ess, shares = emphasis_stats(s, labels, num_classes=4)
+    # (sum w)^2 / (N sum w^2) = 64 / (4 * 22)
+    assert float(ess) == pytest.approx(64 / 88)
+    np.testing.assert_allclose(backend.to_numpy(shares), [1 / 8, 3 / 8, 4 / 8, 0.0])
+
+
+def test_ess_is_one_for_equal_weights_and_one_over_n_for_a_single_example(device):
+    xp = backend.module_for(device)
+    labels = xp.asarray([0, 1, 0, 1, 0])
+    assert float(emphasis_stats(xp.full(5, 0.2), labels, 2)[0]) == pytest.approx(1.0)
+    assert float(emphasis_stats(xp.asarray([0.0, 0, 1, 0, 0]), labels, 2)[0]) == pytest.approx(0.2)
+
+
+def _blobs(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    x = rng.standard_normal((n, 5)).astype(np.float32) + 2.0 * y[:, None].astype(np.float32)
+    return x, y
+
+
+@pytest.mark.parametrize("loss", ["cce", "dm"])
+def test_fit_learns_and_records_the_diagnostics(device, loss):
+    td.manual_seed(0)
+    x, y = _blobs()
+    xt, yt = td.Tensor(x), td.Tensor(y)
+    model = nn.MLP([5, 8, 2])
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    params = {"lam": 0.5, "beta": 2.0} if loss == "dm" else {}
+
+    def batches(it):
+        idx = slice((it % 4) * 50, (it % 4) * 50 + 50)
+        return xt[idx], yt[idx]
+
+    def evaluate(model, it):
+        from tinydm.train import accuracy, predict
+        return {"accuracy": accuracy(predict(model, xt), yt)}
+
+    history = fit(model, losses.get(loss, **params), opt, batches, iterations=60, num_classes=2,
+                  evaluate=evaluate, eval_every=20, log_every=10, progress=False)
+    assert [e["iteration"] for e in history.evals] == [20, 40, 60]
+    assert history.final("accuracy") > 0.9 and history.best("accuracy") >= history.final("accuracy")
+    step = history.steps[-1]
+    assert step["iteration"] == 60 and 0 < step["ess_fraction"] <= 1
+    assert sum(step["class_shares"]) == pytest.approx(1.0, abs=1e-4)
+    assert History.from_dict(history.to_dict()).evals == history.evals
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow is the point of the test
+def test_fit_stops_on_a_non_finite_loss(device):
+    model = nn.MLP([2, 2])
+    opt = optim.SGD(model.parameters(), lr=1e30)
+    x = td.Tensor(np.full((4, 2), 1e30, dtype=np.float32))
+    y = td.Tensor(np.array([0, 1, 0, 1]))
+    with pytest.raises(FloatingPointError, match="loss became"):
+        fit(model, losses.get("mse"), opt, lambda it: (x * 1e10, y), iterations=3, num_classes=2,
+            log_every=1, progress=False)

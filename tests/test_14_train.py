@@ -69,3 +69,48 @@ def test_fit_stops_on_a_non_finite_loss(device):
     with pytest.raises(FloatingPointError, match="loss became"):
         fit(model, losses.get("mse"), opt, lambda it: (x * 1e10, y), iterations=3, num_classes=2,
             log_every=1, progress=False)
+
+
+def test_the_collapse_watch_fires_on_a_collapsing_run_and_not_on_a_healthy_one():
+    from tinydm.train import CollapseWatch
+    healthy, collapsing = History(), History()
+    watch = CollapseWatch(ess=0.25, patience=3, share=0.9)
+    for it in range(1, 6):
+        watch.step({"iteration": it, "ess_fraction": 0.6, "batch_accuracy": 0.7}, healthy)
+        watch.step({"iteration": it, "ess_fraction": 0.1, "batch_accuracy": 1.0}, healthy)  # fitted
+    watch.evaluation({"iteration": 5, "test_class_histogram": [55, 45]}, healthy)
+    assert healthy.warnings == []
+
+    with pytest.warns(RuntimeWarning, match="ESS fraction has stayed below 0.25"):
+        for it in range(1, 5):
+            watch.step({"iteration": it, "ess_fraction": 0.1, "batch_accuracy": 0.5}, collapsing)
+    with pytest.warns(RuntimeWarning, match="puts 97% of the predictions in class 1"):
+        watch.evaluation({"iteration": 5, "test_class_histogram": [3, 97]}, collapsing)
+    assert len(collapsing.warnings) == 2 and "emphasis-collapse.md" in collapsing.warnings[0]
+
+
+def _random_label_run(loss_fn, watch):
+    td.manual_seed(1)
+    rng = np.random.default_rng(1)
+    x = td.Tensor(rng.standard_normal((256, 10)).astype(np.float32))
+    y = td.Tensor(rng.integers(0, 4, 256))
+    model = nn.MLP([10, 4])
+    opt = optim.SGD(model.parameters(), lr=0.5)
+
+    def evaluate(model, it):
+        from tinydm.train import class_histogram, predict
+        return {"test_class_histogram": class_histogram(predict(model, x), 4)}
+
+    return fit(model, loss_fn, opt, lambda it: (x, y), 200, 4, evaluate=evaluate, eval_every=50,
+               log_every=5, progress=False, watch=watch)
+
+
+def test_a_collapsing_dm_run_warns_through_fit_and_cce_does_not():
+    """On random labels, DM with a large beta piles the emphasis onto a few examples (ESS ~0.1);
+    CCE on the same run keeps it spread (ESS ~1) and stays silent."""
+    from tinydm.train import CollapseWatch
+    with pytest.warns(RuntimeWarning, match="emphasis collapse"):
+        history = _random_label_run(losses.get("dm", lam=1, beta=40), CollapseWatch(ess=0.3, patience=3))
+    assert history.warnings and history.steps[-1]["ess_fraction"] < 0.3
+    history = _random_label_run(losses.get("cce"), CollapseWatch(ess=0.3, patience=3))
+    assert history.warnings == [] and history.steps[-1]["ess_fraction"] > 0.9

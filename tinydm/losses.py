@@ -77,7 +77,7 @@ class SoftmaxStats:
         # u_ij = p_ij / (2 (1 - p_i)) = (softmax over the other classes)_j / 2;  u_iy = -1/2
         self.u = xp.where(is_label, -0.5, e2 / (2 * s2[:, None]))
         self.p, self.one_minus_p = xp.exp(self.log_p), xp.exp(self.log_1mp)
-        self.n = n
+        self.n, self.c, self.y = n, c, y
 
 
 def _check_inputs(name, z, y):
@@ -259,16 +259,53 @@ class Manipulate(SoftmaxLoss):
 class DM(Manipulate):
     """DM (Eq. 7) with the weight of Eq. 12, ``w_i = exp(beta p_i^lam (1 - p_i))``, its shares
     ``w_i / sum_j w_j`` computed in log space (a softmax of ``beta p_i^lam (1 - p_i)`` over the
-    batch), so no ``beta`` can overflow. ``beta = 0``: uniform emphasis (every ``w_i = 1``)."""
+    batch), so no ``beta`` can overflow. ``beta = 0``: uniform emphasis (every ``w_i = 1``).
+
+    Two remedies for emphasis collapse (docs/emphasis-collapse.md), both off by default so the
+    paper's settings stay as released:
+
+    * ``ess_floor`` (a fraction in [0, 1], 0 = off): temper the weights, ``w_i -> w_i^t``, with the largest
+      ``t`` in {0, 1/32, ..., 1} whose effective sample size ``(sum w^t)^2 / (N sum w^(2t))``
+      is at least ``ess_floor * N`` (``t = 0`` is uniform emphasis, ESS = N, so one always
+      exists). The search runs on the device for all 33 values at once: no host round trip.
+    * ``per_class=True``: renormalise within each (given) class, ``s_i = (w_i / sum_{j: y_j = y_i}
+      w_j) * n_{y_i} / N``, so every class keeps the share of the emphasis it has in the batch
+      and the weights can only re-rank examples *within* a class.
+
+    ``weights`` (see :func:`details`) stay the untempered Eq. 12 values; the shares carry the
+    remedies.
+    """
 
     name = "dm"
+    TEMPERATURES = 33  # t in {0, 1/32, ..., 1}
 
-    def __init__(self, lam, beta):
+    def __init__(self, lam, beta, ess_floor=0.0, per_class=False):
         self.edf, self.edf_params = _edf.resolve("dm", lam=lam, beta=beta)
         self.lam, self.beta = self.edf_params["lam"], self.edf_params["beta"]
+        if not 0 <= ess_floor <= 1:
+            raise ValueError(f"dm: ess_floor must be a fraction in [0, 1] (0: off), got {ess_floor!r}")
+        self.ess_floor, self.per_class = ess_floor, bool(per_class)
 
     def emphasis(self, st):
-        return _edf_weights(self.edf, self.edf_params, st)
+        xp = get_array_module(st.log_p)
+        log_w = self.edf.log_weight(st.log_p, st.log_1mp, **self.edf_params)
+        scaled = log_w - log_w.max()
+        if self.ess_floor > 0:
+            t = xp.linspace(0.0, 1.0, self.TEMPERATURES, dtype=log_w.dtype)[:, None]
+            e = xp.exp(t * scaled)                          # (T, N): w^t up to a constant
+            ess = e.sum(axis=1) ** 2 / (st.n * (e * e).sum(axis=1))
+            best = (xp.arange(self.TEMPERATURES) * (ess >= self.ess_floor * (1 - 1e-6))).max()
+            scaled = scaled * t[best, 0]
+        e = xp.exp(scaled)
+        if self.per_class:
+            class_total = xp.bincount(st.y, weights=e, minlength=st.c)[st.y]
+            counts = xp.bincount(st.y, minlength=st.c)[st.y].astype(e.dtype)
+            # a class whose weights all underflow keeps its share, split evenly
+            within = xp.where(class_total > 0, e / xp.where(class_total > 0, class_total, 1), 1 / counts)
+            shares = within * counts / st.n
+        else:
+            shares = e / e.sum()
+        return xp.exp(log_w), shares.astype(log_w.dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -359,7 +396,8 @@ _REGISTRY = {  # name -> (Function class, fixed arguments, parameters with defau
     "mae-dn": (MAE, {"dn": True}, {}),
     "mse-dn": (MSE, {"dn": True}, {}),
     "gce-dn": (GCE, {"dn": True}, {"q": 0.7}),
-    "dm": (DM, {}, {"lam": _REQUIRED, "beta": _REQUIRED}),
+    "dm": (DM, {}, {"lam": _REQUIRED, "beta": _REQUIRED, "warmup": 0, "ess_floor": 0.0,
+                    "per_class": False}),
 }
 NAMES = tuple(_REGISTRY)
 
@@ -389,14 +427,35 @@ class LossFunction:
             raise ValueError(f"loss {key!r}: {problem}; use {_signature(key)}")
         self.name = key
         self.params = {k: params.get(k, v) for k, v in spec.items()}
-        self._make = lambda: cls(**fixed, **self.params)
+        self.warmup = self.params.pop("warmup", 0)
+        if self.warmup < 0:
+            raise ValueError(f"loss {key!r}: warmup must be >= 0 iterations, got {self.warmup}")
+        self.iteration = None
+        self._make = lambda **over: cls(**fixed, **{**self.params, **over})
         self._make()  # check the values now (e.g. q out of (0, 1]), not at the first batch
 
+    def set_iteration(self, it):
+        """Tell the loss which iteration comes next (train.fit does): the beta warm-up needs it."""
+        self.iteration = it
+
+    def current_params(self):
+        """The parameters in force now: with ``warmup = k``, beta rises linearly from 0 to its
+        value over the first k iterations, ``beta_t = beta * min(1, t / k)``."""
+        if not self.warmup:
+            return dict(self.params)
+        if self.iteration is None:
+            raise RuntimeError(f"loss {self.name!r} with warmup={self.warmup} needs the iteration: "
+                               "call set_iteration(it) before each step (tinydm.train.fit does)")
+        return {**self.params, "beta": self.params["beta"] * min(1.0, self.iteration / self.warmup)}
+
     def __call__(self, logits, labels):
-        return self._make()(logits, labels)
+        return self._make(**self.current_params())(logits, labels)
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        spec = _REGISTRY[self.name][2]
+        params = {k: v for k, v in {**self.params, "warmup": self.warmup}.items()
+                  if k in spec and (spec[k] is _REQUIRED or v != spec[k])}  # defaults left out
+        args = ", ".join(f"{k}={v!r}" for k, v in params.items())
         return f"losses.get({self.name!r}{', ' if args else ''}{args})"
 
 

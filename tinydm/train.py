@@ -25,6 +25,7 @@ import json
 import math
 import os
 import time
+import warnings
 
 from . import backend, losses
 from .tensor import Tensor, no_grad
@@ -66,18 +67,21 @@ def class_histogram(logits, num_classes):
 
 
 class History:
-    """What a run recorded: ``steps`` (one dict per logged iteration) and ``evals`` (one dict
-    per evaluation), JSON-serialisable, plus ``wall_time`` in seconds."""
+    """What a run recorded: ``steps`` (one dict per logged iteration), ``evals`` (one dict
+    per evaluation), ``warnings`` (texts of CollapseWatch), JSON-serialisable, plus
+    ``wall_time`` in seconds."""
 
-    def __init__(self, steps=None, evals=None, wall_time=0.0):
+    def __init__(self, steps=None, evals=None, wall_time=0.0, warnings=None):
         self.steps, self.evals, self.wall_time = steps or [], evals or [], wall_time
+        self.warnings = warnings or []
 
     def to_dict(self):
-        return {"steps": self.steps, "evals": self.evals, "wall_time": self.wall_time}
+        return {"steps": self.steps, "evals": self.evals, "wall_time": self.wall_time,
+                "warnings": self.warnings}
 
     @classmethod
     def from_dict(cls, d):
-        return cls(d["steps"], d["evals"], d["wall_time"])
+        return cls(d["steps"], d["evals"], d["wall_time"], d.get("warnings"))
 
     def best(self, key):
         values = [e[key] for e in self.evals if key in e]
@@ -88,26 +92,80 @@ class History:
         return values[-1] if values else None
 
 
+class CollapseWatch:
+    """Warns (once per kind) when a run shows the signs of emphasis collapse:
+
+    * the batch ESS fraction stays below ``ess`` for ``patience`` logged steps in a row while
+      the batch is not fitted (batch accuracy below ``fitted``): a few examples take almost all
+      of the emphasis. (A network that fits its batches also has a low ESS under CCE, whose
+      weight ``2(1 - p_i)`` vanishes on fitted examples: that is convergence, not collapse.);
+    * an evaluation's ``*class_histogram`` puts more than ``share`` of the predictions in one
+      class: the network has locked onto it.
+
+    Each warning names the likely cause (DM's batch renormalisation feeding back on the class
+    the network favours) and the remedies; it is also kept in ``history.warnings``.
+    """
+
+    CAUSE = ("likely emphasis collapse: the weights are renormalised within each batch, so the "
+             "examples of the class the network already favours get larger p_i, hence more weight, "
+             "hence more of the gradient (docs/emphasis-collapse.md). Remedies: a beta warm-up "
+             "(warmup=k), per-class renormalisation (per_class=True), an ESS floor (ess_floor=0.5), "
+             "or class-balanced batches")
+
+    def __init__(self, ess=0.25, patience=5, share=0.9, fitted=0.95):
+        self.ess, self.patience, self.share, self.fitted = ess, patience, share, fitted
+        self.low_streak, self.warned = 0, set()
+
+    def _warn(self, kind, message, history):
+        if kind in self.warned:
+            return
+        self.warned.add(kind)
+        text = f"{message}; {self.CAUSE}"
+        history.warnings.append(text)
+        warnings.warn(text, RuntimeWarning, stacklevel=3)
+
+    def step(self, record, history):
+        low = record["ess_fraction"] < self.ess and record["batch_accuracy"] < self.fitted
+        self.low_streak = self.low_streak + 1 if low else 0
+        if self.low_streak >= self.patience:
+            self._warn("ess", f"iteration {record['iteration']}: the batch ESS fraction has stayed "
+                       f"below {self.ess} for {self.patience} logged steps "
+                       f"(now {record['ess_fraction']:.3f})", history)
+
+    def evaluation(self, metrics, history):
+        for key, counts in metrics.items():
+            total = sum(counts) if key.endswith("class_histogram") else 0
+            if total and max(counts) > self.share * total:
+                self._warn("predictions", f"iteration {metrics['iteration']}: {key} puts "
+                           f"{max(counts) / total:.0%} of the predictions in class "
+                           f"{counts.index(max(counts))}", history)
+
+
 def fit(model, loss_fn, optimizer, batches, iterations, num_classes, scheduler=None,
         evaluate=None, eval_every=1000, log_every=100, start_iteration=0, history=None,
-        on_eval=None, progress=True, desc="train"):
+        on_eval=None, progress=True, desc="train", watch=None):
     """Train ``model`` for iterations ``start_iteration .. iterations - 1``; return a History.
 
     ``on_eval(it, history)`` runs after each evaluation (e.g. to write a checkpoint: the state
     then is that after ``it + 1`` updates). The schedule, if any, sets ``optimizer.lr`` for each
-    iteration from its ``lr_at``.
+    iteration from its ``lr_at``. ``watch``: a :class:`CollapseWatch` (default thresholds if
+    None; ``False`` turns the warnings off).
     """
     from tqdm.auto import tqdm  # only needed while training
 
     history = history or History()
+    watch = CollapseWatch() if watch is None else watch
     model.train()
     bar = tqdm(range(start_iteration, iterations), desc=desc, disable=not progress,
                initial=start_iteration, total=iterations, dynamic_ncols=True, leave=False)
     started = time.perf_counter()
     wall_before = history.wall_time
+    set_iteration = getattr(loss_fn, "set_iteration", None)  # schedules inside the loss (warm-up)
     for it in bar:
         if scheduler is not None:
             optimizer.lr = scheduler.lr_at(it)
+        if set_iteration is not None:
+            set_iteration(it)
         x, y = batches(it)
         optimizer.zero_grad()
         logits = model(x)
@@ -115,7 +173,7 @@ def fit(model, loss_fn, optimizer, batches, iterations, num_classes, scheduler=N
         loss.backward()
         optimizer.step()
 
-        if (it + 1) % log_every == 0 or it == start_iteration:
+        if (it + 1) % log_every == 0 or it == 0:
             d = losses.details(loss)
             ess, shares = emphasis_stats(d["normalised_weights"].data, y.data, num_classes)
             record = {"iteration": it + 1, "lr": optimizer.lr, "loss": float(loss.data),
@@ -125,12 +183,16 @@ def fit(model, loss_fn, optimizer, batches, iterations, num_classes, scheduler=N
             if not math.isfinite(record["loss"]):
                 raise FloatingPointError(f"fit: the loss became {record['loss']} at iteration {it + 1}")
             history.steps.append(record)
+            if watch:
+                watch.step(record, history)
             bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['batch_accuracy']:.3f}",
                             ess=f"{record['ess_fraction']:.2f}")
         if evaluate is not None and ((it + 1) % eval_every == 0 or it + 1 == iterations):
             metrics = {"iteration": it + 1, **evaluate(model, it + 1)}
             model.train()
             history.evals.append(metrics)
+            if watch:
+                watch.evaluation(metrics, history)
             history.wall_time = wall_before + time.perf_counter() - started
             if on_eval is not None:
                 on_eval(it + 1, history)

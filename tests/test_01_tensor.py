@@ -103,8 +103,9 @@ def test_non_scalar_backward_needs_a_gradient(device):
     y = x * 2
     with pytest.raises(RuntimeError, match=r"scalar output.*\(2,\)"):
         y.backward()
-    y.backward(td.Tensor(np.array([1.0, -1.0])))
+    y.backward(np.array([1.0, -1.0]))  # host data is moved to the tensor's device
     np.testing.assert_allclose(x.grad.numpy(), [2.0, -2.0])
+    assert x.grad.device == device
     with pytest.raises(ValueError, match="shape"):
         (x * 2).backward(td.Tensor(np.ones(3)))
 

@@ -74,11 +74,12 @@ def test_fit_stops_on_a_non_finite_loss(device):
 def test_the_collapse_watch_fires_on_a_collapsing_run_and_not_on_a_healthy_one():
     from tinydm.train import CollapseWatch
     healthy, collapsing = History(), History()
-    watch = CollapseWatch(ess=0.25, patience=3, share=0.9)
+    watch = CollapseWatch(ess=0.25, patience=3, share=0.9, after=0)
     for it in range(1, 6):
         watch.step({"iteration": it, "ess_fraction": 0.6, "batch_accuracy": 0.7}, healthy)
         watch.step({"iteration": it, "ess_fraction": 0.1, "batch_accuracy": 1.0}, healthy)  # fitted
     watch.evaluation({"iteration": 5, "test_class_histogram": [55, 45]}, healthy)
+    CollapseWatch().evaluation({"iteration": 5, "test_class_histogram": [0, 100]}, healthy)  # too early
     assert healthy.warnings == []
 
     with pytest.warns(RuntimeWarning, match="ESS fraction has stayed below 0.25"):

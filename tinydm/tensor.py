@@ -105,8 +105,8 @@ class Tensor:
                     f"shape {self.shape}; pass grad= with that shape (e.g. x.backward(xp.ones_like))")
             grad = xp.ones_like(self.data)
         grad = grad.data if isinstance(grad, Tensor) else grad
-        if not backend.is_array(grad):
-            grad = backend.to_device(grad, self.device, self.dtype)
+        if not backend.is_array(grad) or backend.device_of(grad) != self.device:
+            grad = backend.to_device(grad, self.device, self.dtype)  # host data passed in by hand
         if grad.shape != self.shape:
             raise ValueError(f"backward: grad has shape {grad.shape}, the tensor has shape {self.shape}")
         if not self.requires_grad:

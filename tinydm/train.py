@@ -99,8 +99,9 @@ class CollapseWatch:
       the batch is not fitted (batch accuracy below ``fitted``): a few examples take almost all
       of the emphasis. (A network that fits its batches also has a low ESS under CCE, whose
       weight ``2(1 - p_i)`` vanishes on fitted examples: that is convergence, not collapse.);
-    * an evaluation's ``*class_histogram`` puts more than ``share`` of the predictions in one
-      class: the network has locked onto it.
+    * an evaluation after iteration ``after`` has a ``*class_histogram`` with more than
+      ``share`` of the predictions in one class: the network has locked onto it. (A network
+      just initialised often predicts one class; that is not collapse, hence ``after``.)
 
     Each warning names the likely cause (DM's batch renormalisation feeding back on the class
     the network favours) and the remedies; it is also kept in ``history.warnings``.
@@ -112,8 +113,9 @@ class CollapseWatch:
              "(warmup=k), per-class renormalisation (per_class=True), an ESS floor (ess_floor=0.5), "
              "or class-balanced batches")
 
-    def __init__(self, ess=0.25, patience=5, share=0.9, fitted=0.95):
+    def __init__(self, ess=0.25, patience=5, share=0.9, fitted=0.95, after=100):
         self.ess, self.patience, self.share, self.fitted = ess, patience, share, fitted
+        self.after = after
         self.low_streak, self.warned = 0, set()
 
     def _warn(self, kind, message, history):
@@ -133,6 +135,8 @@ class CollapseWatch:
                        f"(now {record['ess_fraction']:.3f})", history)
 
     def evaluation(self, metrics, history):
+        if metrics["iteration"] < self.after:
+            return
         for key, counts in metrics.items():
             total = sum(counts) if key.endswith("class_histogram") else 0
             if total and max(counts) > self.share * total:

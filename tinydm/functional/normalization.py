@@ -1,0 +1,136 @@
+"""Batch normalisation (Ioffe & Szegedy, 2015), for (N, C) and (N, C, H, W) inputs.
+
+Each channel c is normalised over all its other axes (N, or N, H, W): m = N (or N*H*W) values.
+"""
+
+from ..backend import device_of, get_array_module, is_array
+from ..tensor import Function, Tensor
+
+
+def _channel_dot(a, b):
+    """``sum of a * b`` over every axis but the channel axis (1), without an ``a * b`` temporary."""
+    letters = "nchw" if a.ndim == 4 else "nc"
+    return get_array_module(a).einsum(f"{letters},{letters}->c", a, b)
+
+
+class BatchNorm(Function):
+    """``y = gamma * xhat + beta`` with ``xhat = (x - mu) * s``, ``s = 1 / sqrt(var + eps)``,
+    per channel; inputs ``(x, gamma, beta)``, gradients for all three.
+
+    ``y`` is linear in gamma and beta, so their gradients are, over the channel's m values,
+
+        gbeta = sum gy,   ggamma = sum gy * xhat.
+
+    **Training mode**: ``mu`` and ``var`` are the batch mean and the *biased* batch variance of
+    the channel's m values, so they depend on ``x``. Write ``g = dL/dxhat = gamma * gy``. With
+    ``sum_j (x_j - mu) = 0``,
+
+        dmu/dx_k = 1/m,   dvar/dx_k = 2 (x_k - mu) / m,   ds/dx_k = -s^3 (x_k - mu) / m,
+
+    hence ``dxhat_j/dx_k = s (delta_jk - 1/m) + (x_j - mu) ds/dx_k
+    = s (delta_jk - 1/m - xhat_j xhat_k / m)`` and
+
+        gx_k = sum_j g_j dxhat_j/dx_k = s * (g_k - mean(g) - xhat_k * mean(g * xhat)).
+
+    Gamma is constant over the channel, so ``mean(g) = gamma * gbeta / m`` and
+    ``mean(g * xhat) = gamma * ggamma / m``: the parameter gradients give the two corrections,
+
+        gx = gamma * s * (gy - (gbeta + xhat * ggamma) / m).
+
+    The running statistics are updated in place, outside the graph, as in PyTorch:
+    ``running = (1 - momentum) * running + momentum * batch_stat``, with the *unbiased* variance
+    ``var * m / (m - 1)`` for ``running_var``.
+
+    **Eval mode**: ``mu`` and ``var`` are the running statistics, constants, so
+    ``gx = gamma * s * gy``.
+
+    Backward keeps ``xhat``, ``s`` and ``gamma`` (not ``x``).
+    """
+
+    def __init__(self, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
+        self.running_mean, self.running_var = running_mean, running_var
+        self.training, self.momentum, self.eps = training, momentum, eps
+
+    def forward(self, x, gamma, beta):
+        self._check(x, gamma, beta)
+        xp = get_array_module(x)
+        self.axes = (0,) + tuple(range(2, x.ndim))   # every axis but the channel's
+        shape = (1, -1) + (1,) * (x.ndim - 2)         # a per-channel vector, broadcastable to x
+        if self.training:
+            m = x.size // x.shape[1]
+            if m < 2:
+                raise ValueError(f"batch_norm: training needs more than one value per channel to "
+                                 f"compute a variance, got input shape {x.shape}")
+            mu = x.mean(axis=self.axes)
+            xhat = x - mu.reshape(shape)
+            var = _channel_dot(xhat, xhat) / m
+            self._update_running(mu, var * (m / (m - 1)))
+        else:
+            mu, var = self.running_mean, self.running_var
+            xhat = x - mu.reshape(shape)
+        s = 1 / xp.sqrt(var + self.eps)
+        xhat *= s.reshape(shape)
+        self.save_for_backward(xhat, s, gamma)
+        y = xhat * gamma.reshape(shape)
+        y += beta.reshape(shape)
+        return y
+
+    def backward(self, gy):
+        xhat, s, gamma = self.saved
+        shape = (1, -1) + (1,) * (gy.ndim - 2)
+        ggamma = _channel_dot(gy, xhat)
+        gbeta = gy.sum(axis=self.axes)
+        scale = (gamma * s).reshape(shape)
+        if self.training:
+            m = gy.size // gy.shape[1]
+            # gx = scale * (gy - (gbeta + xhat * ggamma) / m), in place: no temporaries
+            gx = xhat * (ggamma / -m).reshape(shape)
+            gx -= (gbeta / m).reshape(shape)
+            gx += gy
+            gx *= scale
+        else:
+            gx = gy * scale
+        return gx, ggamma, gbeta
+
+    def _update_running(self, mu, unbiased_var):
+        if self.running_mean is None:
+            return
+        for running, batch in ((self.running_mean, mu), (self.running_var, unbiased_var)):
+            running *= 1 - self.momentum
+            running += self.momentum * batch
+
+    def _check(self, x, gamma, beta):
+        if x.ndim not in (2, 4):
+            raise ValueError(f"batch_norm: input must be (N, C) or (N, C, H, W), got shape {x.shape}")
+        c = x.shape[1]
+        stats = (("gamma", gamma), ("beta", beta),
+                 ("running_mean", self.running_mean), ("running_var", self.running_var))
+        for name, a in stats:
+            if a is not None and a.shape != (c,):
+                raise ValueError(f"batch_norm: {name} must have shape ({c},) for input of shape "
+                                 f"{x.shape} (C = {c}), got {a.shape}")
+        for name, a in stats[2:]:
+            if a is not None and device_of(a) != device_of(x):
+                raise ValueError(f"batch_norm: {name} is on device {device_of(a)!r} but the input "
+                                 f"is on {device_of(x)!r}")
+        if not self.training and self.running_mean is None:
+            raise ValueError("batch_norm: eval mode (training=False) needs running_mean and "
+                             "running_var")
+
+
+def batch_norm(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
+    """Batch normalisation of ``x`` (N, C) or (N, C, H, W) per channel; ``gamma``, ``beta`` (C,).
+
+    ``running_mean`` and ``running_var`` (C,) are updated in place in training mode and used in
+    eval mode. Pass them as Tensors (their ``.data`` is updated; no gradient flows to them) or as
+    raw arrays on the input's device; ``None`` for both means no running statistics (training
+    mode only).
+    """
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("batch_norm: give both running_mean and running_var, or neither")
+    stats = [r.data if isinstance(r, Tensor) else r for r in (running_mean, running_var)]
+    for name, r in zip(("running_mean", "running_var"), stats):
+        if r is not None and not is_array(r):
+            raise TypeError(f"batch_norm: {name} must be a Tensor or an array (updated in place), "
+                            f"got {type(r).__name__}")
+    return BatchNorm(*stats, training, momentum, eps)(x, gamma, beta)

@@ -272,3 +272,226 @@ def standard_set(out_dir, formats=("png", "pdf"), lam=0.5, beta=8.0, q=0.7,
     for name in names:
         paths += save(figures[name](), out_dir, name, formats, dpi)
     return paths
+
+
+# ----------------------------------------------------------------------------------------------
+# Result figures of the IMDB experiment (Table 5, tinydm/experiments/imdb.py)
+# ----------------------------------------------------------------------------------------------
+def method_style(method):
+    """Colour, line style and width of a Table 5 method: one colour per loss family, dashed
+    for its derivative-normalised (-DN) version, DM thicker."""
+    family = method.removesuffix("-dn")
+    return {"color": COLOURS.get(family, "#000000"), "ls": "--" if method.endswith("-dn") else "-",
+            "lw": 2.8 if method == "dm" else 1.8}
+
+
+def _run_curves(records, row_key, method):
+    """Per seed: (iterations, test accuracy %, % of test reviews predicted positive)."""
+    curves = []
+    for r in records:
+        s = r["settings"]
+        if s["row"] == row_key and s["method"] == method:
+            it = np.array([e["iteration"] for e in r["evals"]])
+            acc = 100 * np.array([e["test_accuracy"] for e in r["evals"]])
+            predicted = np.array([e["test_predicted"] for e in r["evals"]], dtype=float)
+            curves.append((it, acc, 100 * predicted[:, 1] / predicted.sum(axis=1)))
+    return curves
+
+
+def imdb_curves(records, rows, methods):
+    """Test accuracy (top) and the share of test reviews predicted positive (bottom) during
+    training, one column per row of Table 5 (``rows``: ``[(key, title), ...]``), one colour per
+    method: the mean over seeds (thick) and each seed (thin). A run at 50% accuracy predicting
+    100% (or 0%) positive has collapsed onto one class."""
+    fig = _figure(4.2 * len(rows), 8.0)
+    axes = [[_axes(fig, 2, len(rows), k + 1 + i * len(rows)) for k in range(len(rows))]
+            for i in range(2)]
+    with matplotlib.rc_context(STYLE):
+        for k, (row_key, title) in enumerate(rows):
+            top, bottom = axes[0][k], axes[1][k]
+            for method in methods:
+                curves = _run_curves(records, row_key, method)
+                if not curves:
+                    continue
+                style = method_style(method)
+                for it, acc, pos in curves:
+                    top.plot(it, acc, color=style["color"], ls=style["ls"], lw=0.7, alpha=0.45)
+                    bottom.plot(it, pos, color=style["color"], ls=style["ls"], lw=0.7, alpha=0.45)
+                length = min(len(c[0]) for c in curves)
+                it = curves[0][0][:length]
+                top.plot(it, np.mean([c[1][:length] for c in curves], axis=0), **style,
+                         label=method.upper())
+                bottom.plot(it, np.mean([c[2][:length] for c in curves], axis=0), **style)
+            top.axhline(50, color="k", lw=0.8, ls=":")
+            bottom.axhline(50, color="k", lw=0.8, ls=":")
+            top.set_title(title)
+            top.set_ylim(45, 92)
+            bottom.set_ylim(-3, 103)
+            bottom.set_xlabel("iteration")
+            if k == 0:
+                top.set_ylabel("test accuracy (%)")
+                bottom.set_ylabel("test reviews predicted positive (%)")
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=len(labels))
+    return fig
+
+
+def imdb_vs_paper(summary, rows, methods):
+    """Final test accuracy per method, one panel per row of Table 5: our mean and standard
+    deviation over seeds (dot and bar; small dots: each seed) beside the paper's number
+    (black cross). ``summary``: the cells of :func:`tinydm.experiments.imdb.summarise`."""
+    fig = _figure(4.2 * len(rows), 4.6)
+    by_cell = {(c["row"], c["method"]): c for c in summary}
+    with matplotlib.rc_context(STYLE):
+        for k, (row_key, title) in enumerate(rows):
+            ax = _axes(fig, 1, len(rows), k + 1)
+            for x, method in enumerate(methods):
+                cell = by_cell.get((row_key, method))
+                if cell is None:
+                    continue
+                colour = method_style(method)["color"]
+                ax.errorbar([x], [cell["final_mean"]], yerr=[cell["final_std"]], fmt="o",
+                            color=colour, ms=7, capsize=3,
+                            mfc="white" if method.endswith("-dn") else colour)
+                ax.plot([x] * len(cell["final"]), cell["final"], ".", color=colour, ms=4,
+                        alpha=0.6)
+                ax.plot([x], [cell["paper"]], "x", color="k", ms=8, mew=2,
+                        label="paper" if x == 0 else None)
+            ax.axhline(50, color="k", lw=0.8, ls=":")
+            ax.set_xticks(range(len(methods)), [m.upper() for m in methods], rotation=60,
+                          ha="right", fontsize=10)
+            ax.set_ylim(45, 92)
+            ax.set_title(title)
+            if k == 0:
+                ax.set_ylabel("final test accuracy (%)")
+                ax.legend(loc="lower left")
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Result figures of the CIFAR experiment (Tables 1 and 9, Figures 2 and 5;
+# tinydm/experiments/cifar.py)
+# ----------------------------------------------------------------------------------------------
+CIFAR_RUN_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+
+
+def _cifar_runs(runs):
+    """``[(label, results, colour)]`` from ``{label: results}`` (several runs to overlay) or one
+    run's results dict (labelled by its loss)."""
+    if "history" in runs:
+        runs = {runs["config"]["loss"].upper(): runs}
+    return [(name, r, CIFAR_RUN_COLOURS[k % len(CIFAR_RUN_COLOURS)])
+            for k, (name, r) in enumerate(runs.items())]
+
+
+def _cifar_series(records, key):
+    """(iterations, values) of the records that have ``key`` (not None)."""
+    points = [(r["iteration"], r[key]) for r in records if r.get(key) is not None]
+    return (np.array([p[0] for p in points]), np.array([p[1] for p in points], dtype=float))
+
+
+def _cifar_title(runs):
+    c = runs[0][1]["config"]
+    noise = "clean labels" if c["noise"] == "none" or not c["noise_rate"] else \
+        f"{c['noise']} noise r={c['noise_rate']:g}"
+    return f"{c['dataset'].upper()}, ResNet-{c['depth']}, {noise}"
+
+
+def cifar_accuracy(runs):
+    """Learning dynamics as in the paper's Figures 2b and 5: test accuracy (solid), training
+    accuracy against the given, noisy labels (dashed: Table 9's "Corrupted") and against the
+    clean labels (dotted: "Intact"), and the clean validation split (dash-dot) if any, at every
+    evaluation; one colour per run (``runs``: ``{label: results}`` or one results dict)."""
+    runs = _cifar_runs(runs)
+    fig = _figure(10.5, 5.2)
+    ax = _axes(fig)
+    curves = (("test_accuracy", "-", "test"),
+              ("train_accuracy_noisy_labels", "--", "train, given labels"),
+              ("train_accuracy_clean_labels", ":", "train, clean labels"),
+              ("val_accuracy", "-.", "validation"))
+    with matplotlib.rc_context(STYLE):
+        for name, r, colour in runs:
+            for key, ls, what in curves:
+                it, v = _cifar_series(r["history"]["evals"], key)
+                if it.size:
+                    ax.plot(it, 100 * v, color=colour, ls=ls, marker="o" if it.size < 3 else None,
+                            label=f"{name}: {what}")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_ylim(0, 100)
+        ax.set_title(_cifar_title(runs))
+    _legend_right(ax)
+    return fig
+
+
+def cifar_p_i(runs):
+    """The paper's Figure 2a: the mean ``p_i`` (probability of the given label) of the intact
+    (solid) and of the corrupted (dashed) training examples at every evaluation. A method that
+    resists the noise raises the first and keeps the second low."""
+    runs = _cifar_runs(runs)
+    fig = _figure(10.5, 5.2)
+    ax = _axes(fig)
+    with matplotlib.rc_context(STYLE):
+        for name, r, colour in runs:
+            for key, ls, what in (("mean_p_clean", "-", "clean examples"),
+                                  ("mean_p_noisy", "--", "noisy examples")):
+                it, v = _cifar_series(r["history"]["evals"], key)
+                if it.size:
+                    ax.plot(it, v, color=colour, ls=ls, marker="o" if it.size < 3 else None,
+                            label=f"{name}: {what}")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(r"mean $p_i$ of the given label")
+        ax.set_ylim(0, 1)
+        ax.set_title(_cifar_title(runs))
+    _legend_right(ax)
+    return fig
+
+
+def cifar_ess(runs):
+    """The effective sample size of each logged batch's weights, ``(sum w)^2 / sum w^2``
+    (``= N`` when all weights are equal, 1 when one example has them all), against the
+    iteration; the dotted line is the batch size. For CCE the weights are its Eq. 6 weights
+    ``2(1 - p_i)``, for DM its Eq. 12 ones."""
+    runs = _cifar_runs(runs)
+    fig = _figure(10.5, 4.8)
+    ax = _axes(fig)
+    with matplotlib.rc_context(STYLE):
+        sizes = set()
+        for name, r, colour in runs:
+            batch = r["config"]["batch_size"]
+            sizes.add(batch)
+            it, v = _cifar_series(r["history"]["steps"], "ess_fraction")
+            if it.size:
+                ax.plot(it, batch * v, color=colour, marker="o" if it.size < 3 else None,
+                        label=name)
+        for batch in sizes:
+            ax.axhline(batch, color="k", lw=1, ls=":")
+        ax.set_ylim(0, 1.05 * max(sizes))
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(r"ESS  $(\Sigma\, w_i)^2 / \Sigma\, w_i^2$")
+        ax.set_title(f"Effective sample size of the batch weights; {_cifar_title(runs)}")
+    _legend_right(ax)
+    return fig
+
+
+def cifar_test_predictions(results, classes=None):
+    """How many test images are predicted as each class at the last evaluation; the dotted
+    line is the number of test images per class if predictions matched the balanced test set."""
+    histogram = np.array(results["history"]["evals"][-1]["test_class_histogram"])
+    k = histogram.size
+    names = (list(classes) if classes is not None and len(classes) == k
+             else [str(i) for i in range(k)])
+    fig = _figure(max(6.0, 0.55 * k + 2.0) if k <= 20 else 12.0, 4.6)
+    ax = _axes(fig)
+    with matplotlib.rc_context(STYLE):
+        ax.bar(range(k), histogram, color=COLOURS["dm"] if results["config"]["loss"] == "dm"
+               else COLOURS["cce"])
+        ax.axhline(histogram.sum() / k, color="k", lw=1, ls=":")
+        if k <= 20:
+            ax.set_xticks(range(k), names, rotation=45, ha="right")
+        else:
+            ax.set_xlabel("class")
+        ax.set_ylabel("test images predicted")
+        ax.set_title(f"Predicted classes on the test set, iteration "
+                     f"{results['history']['evals'][-1]['iteration']}")
+    return fig

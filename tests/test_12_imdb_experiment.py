@@ -1,0 +1,233 @@
+"""The IMDB experiment (Table 5) end to end, on synthetic features: runs, result files, resuming,
+the table over seeds and the command line. No network, no real data, no doc2vec."""
+
+import importlib.util
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from tinydm.experiments import imdb
+
+SHORT = dict(iterations=300, batch_size=50, eval_every=100, log_every=50)
+
+
+def blobs(n, seed, dim=100):
+    """Two Gaussian blobs in ``dim`` dimensions, apart along 10 of them (Bayes accuracy ~99%)."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat([1, 0], n // 2)
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    x[:, :10] += 0.8 * (2 * y[:, None] - 1)
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def features():
+    return imdb.Features(*blobs(1000, 0), *blobs(600, 1))
+
+
+def read(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def test_paper_table_and_row_settings():
+    assert set(imdb.PAPER) == set(imdb.ROW_KEYS)
+    assert all(len(v) == len(imdb.METHODS) for v in imdb.PAPER.values())
+    assert imdb.paper_value("r0.4", "dm") == 86.4 and imdb.paper_value("pn50", "gce") == 50.0
+    dm = {r: imdb.make_settings(r, "dm", 123).loss_params for r in imdb.ROW_KEYS}
+    assert dm == {"r0": {"lam": 0.0, "beta": 0.9}, "r0.2": {"lam": 0.0, "beta": -0.52},
+                  "r0.4": {"lam": 0.0, "beta": -0.33}, "pn10": {"lam": 0.3, "beta": 6.5},
+                  "pn50": {"lam": 0.3, "beta": 6.5}}
+    assert imdb.make_settings("r0", "dm", 1, beta=2.0).loss_params == {"lam": 0.0, "beta": 2.0}
+    assert imdb.make_settings("r0", "gce-dn", 1).loss_params == {"q": 0.7}
+    s = imdb.make_settings("r0", "cce", 1)
+    assert (s.iterations, s.batch_size, s.base_lr, s.momentum, s.weight_decay, s.lr_gamma,
+            s.lr_power) == (10_000, 250, 0.01, 0.9, 0.002, 1e-5, 0.75)
+    with pytest.raises(ValueError, match="unknown row"):
+        imdb.make_settings("r0.3", "cce", 1)
+    with pytest.raises(ValueError, match="unknown method"):
+        imdb.make_settings("r0", "focal", 1)
+    with pytest.raises(ValueError, match="batch_size"):
+        imdb.make_settings("r0", "cce", 1, batch_size=0)
+
+
+def test_training_sets_follow_the_rows_and_the_seed():
+    y = np.repeat([1, 0], 5000)
+    idx, labels, corrupted = imdb.training_set("r0.4", y, 7)
+    assert idx.size == y.size and abs(corrupted.mean() - 0.4) < 0.03
+    np.testing.assert_array_equal(labels != y, corrupted)
+    again = imdb.training_set("r0.4", y, 7)[1]
+    other = imdb.training_set("r0.4", y, 8)[1]
+    assert (again == labels).all() and (other != labels).any()
+    assert not imdb.training_set("r0", y, 7)[2].any()
+    idx, labels, corrupted = imdb.training_set("pn10", y, 7)
+    assert (labels == 1).sum() == 5000 and (labels == 0).sum() == 500 and not corrupted.any()
+    np.testing.assert_array_equal(labels, y[idx])
+    assert (imdb.training_set("pn50", y, 7)[1] == 0).sum() == 100
+
+
+def test_run_table_end_to_end(device, features, tmp_path):
+    table = imdb.run_table(features, rows=["r0", "r0.4"], methods=["cce", "dm"], seeds=[5],
+                           out_dir=tmp_path, device=device, log=None, **SHORT)
+    assert (table.trained, table.skipped) == (4, 0)
+    paths = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.json"))
+    assert paths == ["r0.4/cce_seed5.json", "r0.4/dm_seed5.json", "r0/cce_seed5.json",
+                     "r0/dm_seed5.json"]
+    for record in table.records:
+        assert record == read(imdb.run_path(tmp_path, imdb.RunSettings(
+            **{**record["settings"]})))
+        s = record["settings"]
+        assert s["device"] == device and s["features"] == features.fingerprint
+        assert [e["iteration"] for e in record["evals"]] == [100, 200, 300]
+        assert [st["iteration"] for st in record["steps"]] == [1, 50, 100, 150, 200, 250, 300]
+        final = record["evals"][-1]
+        assert record["final_test_accuracy"] == final["test_accuracy"]
+        assert record["best_test_accuracy"] == max(e["test_accuracy"] for e in record["evals"])
+        assert sum(final["test_predicted"]) == 600 and len(final["test_class_accuracy"]) == 2
+        assert record["step_ms"] > 0 and record["wall_time"] > 0
+        if s["row"] == "r0":
+            assert record["train_corrupted"] == 0 and final["train_accuracy_corrupted"] is None
+            assert record["final_test_accuracy"] > 0.95  # the easy task is learnt
+            assert not record["final_one_class"]
+        else:
+            assert abs(record["noise_rate"] - 0.4) < 0.06
+            assert 0 <= final["train_accuracy_corrupted"] <= 1
+            assert final["train_accuracy_intact"] > 0.8  # it fits the intact labels
+    assert [c["method"] for c in table.summary] == ["cce", "dm", "cce", "dm"]
+
+
+def test_devices_train_the_same_run(features, tmp_path):
+    """Same batches from the host, same initial weights drawn on the host: the stand-in runs the
+    CPU's computation step for step (on CUDA only the rounding differs)."""
+    cpu, standin = [imdb.run_one(imdb.make_settings("pn10", "dm", 3, device=d, **SHORT), features,
+                                 tmp_path / d)[0] for d in ("cpu", "standin")]
+    assert cpu["evals"] == standin["evals"] and cpu["steps"] == standin["steps"]
+
+
+def test_finished_runs_are_skipped(features, tmp_path, monkeypatch):
+    kwargs = dict(rows=["pn50"], methods=["mae", "cce-dn"], seeds=[1, 2], out_dir=tmp_path,
+                  log=None, **SHORT)
+    first = imdb.run_table(features, **kwargs)
+    assert first.trained == 4
+    trained = []
+    real = imdb.train_run
+    monkeypatch.setattr(imdb, "train_run", lambda s, f, **kw: trained.append(s) or real(s, f, **kw))
+    again = imdb.run_table(features, **kwargs)
+    assert (again.trained, again.skipped, trained) == (0, 4, [])
+    assert again.records == first.records
+    # a run that was cut short (no file) or a changed setting trains again, the rest is reused
+    imdb.run_path(tmp_path, imdb.make_settings("pn50", "mae", 2)).unlink()
+    lines = []
+    imdb.run_table(features, **{**kwargs, "log": lines.append})
+    assert [(s.method, s.seed) for s in trained] == [("mae", 2)]
+    assert lines[0].startswith("3 of 4 runs are already in") and "(done before)" not in lines[1]
+    imdb.run_table(features, **{**kwargs, "methods": ["mae"], "seeds": [1], "iterations": 200})
+    assert trained[-1].iterations == 200
+    assert read(imdb.run_path(tmp_path, trained[-1]))["settings"]["iterations"] == 200
+    imdb.run_table(features, **{**kwargs, "methods": ["mae"], "seeds": [1], "iterations": 200,
+                                "force": True})
+    assert len(trained) == 3
+
+
+def test_parallel_jobs_give_the_same_records(features, tmp_path):
+    kwargs = dict(rows=["r0.2"], methods=["gce", "mse-dn"], seeds=[4], log=None, **SHORT)
+    one = imdb.run_table(features, out_dir=tmp_path / "one", jobs=1, **kwargs)
+    two = imdb.run_table(features, out_dir=tmp_path / "two", jobs=2, **kwargs)
+    strip = lambda r: {k: v for k, v in r.items() if k not in ("wall_time", "eval_time", "step_ms")}
+    assert [strip(r) for r in one.records] == [strip(r) for r in two.records]
+
+
+def fake_record(row, method, seed, accuracy, predicted=(300, 300)):
+    return {"settings": {"row": row, "method": method, "seed": seed, "loss_params": {}},
+            "final_test_accuracy": accuracy, "best_test_accuracy": accuracy + 0.01,
+            "final_one_class": imdb.one_class(list(predicted))}
+
+
+def test_summary_statistics_and_formatting():
+    records = [fake_record("r0", "cce", s, a) for s, a in ((1, 0.88), (2, 0.89), (3, 0.90))]
+    records += [fake_record("pn50", "gce", s, 0.5, (0, 600)) for s in (1, 2)]
+    records += [fake_record("pn50", "gce", 3, 0.55, (30, 570))]
+    cce, gce = imdb.summarise(records)
+    assert cce["n"] == 3 and cce["seeds"] == [1, 2, 3]
+    assert cce["final_mean"] == pytest.approx(89.0) and cce["final_std"] == pytest.approx(1.0)
+    assert cce["best_mean"] == pytest.approx(90.0)
+    assert cce["paper"] == 88.9 and cce["diff"] == pytest.approx(0.1) and not cce["flagged"]
+    assert gce["one_class"] == 2 and gce["paper"] == 50.0
+    assert gce["final_mean"] == pytest.approx(155 / 3) and gce["flagged"] is False
+    single = imdb.summarise(records[:1])[0]
+    assert single["final_std"] == 0.0
+    flagged = imdb.summarise([fake_record("r0.4", "dm", 1, 0.80)])[0]
+    assert flagged["flagged"] and flagged["diff"] == pytest.approx(-6.4)
+
+    text = imdb.format_table(imdb.summarise(records + [fake_record("r0.4", "dm", 1, 0.80)]))
+    lines = text.splitlines()
+    assert lines[0].split() == ["CCE", "GCE", "DM"]
+    assert lines[1].split() == ["r", "=", "0.0", "ours", "89.0±1.0", "-", "-"]
+    assert lines[2].split() == ["paper", "88.9", "-", "-"]
+    assert "80.0±0.0*" in text and "51.7±2.9!2" in text
+    md = imdb.markdown_table(imdb.summarise(records))
+    assert "| r = 0.0 | 89.0 ± 1.0 (88.9) |" in md
+    assert "51.7 ± 2.9 (50.0) [2/3 one-class]" in md
+    assert "**80.0 ± 0.0** (86.4)" in imdb.markdown_table(imdb.summarise(records + [
+        fake_record("r0.4", "dm", 1, 0.80)]))
+
+
+def test_report_files_and_figures(features, tmp_path):
+    table = imdb.run_table(features, rows=["r0", "pn10"], methods=["cce", "dm"], seeds=[1, 2],
+                           out_dir=tmp_path / "runs", log=None, **{**SHORT, "iterations": 100})
+    paths = imdb.write_report(table, tmp_path / "report", command="python examples/imdb_mlp.py")
+    for path in paths.values():
+        assert path.exists() and path.stat().st_size > 0
+    rows = paths["table_csv"].read_text().splitlines()
+    assert rows[0].startswith("row,method,loss_params,n,seeds,final_mean,final_std")
+    assert len(rows) == 5 and rows[4].startswith("pn10,dm,lam=0.3 beta=6.5,2,1 2,")
+    curves = paths["curves_csv"].read_text().splitlines()
+    assert len(curves) == 1 + 8 * 1  # 8 runs, one evaluation each
+    assert "Command: `python examples/imdb_mlp.py`" in paths["table_md"].read_text()
+
+
+def test_features_are_checked():
+    x, y = blobs(100, 0)
+    with pytest.raises(ValueError, match="labels 0 and 1"):
+        imdb.Features(x, y + 1, x, y)
+    with pytest.raises(ValueError, match=r"\(N, D\)"):
+        imdb.Features(x, y[:50], x, y)
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        imdb.train_run(imdb.make_settings("pn50", "cce", 1), imdb.Features(x, y, x, y))
+    assert imdb.Features(x, y, x, y).fingerprint != imdb.Features(x, 1 - y, x, y).fingerprint
+
+
+def test_command_line(features, tmp_path, monkeypatch, capsys):
+    """examples/imdb_mlp.py: --help, and a small table on injected features."""
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "imdb_mlp.py"
+    spec = importlib.util.spec_from_file_location("imdb_mlp", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    with pytest.raises(SystemExit) as exit_:
+        script.main(["--help"])
+    assert exit_.value.code == 0 and "--rows" in capsys.readouterr().out
+    monkeypatch.setattr(imdb, "load_features", lambda *a, **kw: features)
+    script.main(["--rows", "r0.2", "--methods", "cce", "dm", "--seeds", "9", "--iterations",
+                 "100", "--batch-size", "50", "--eval-every", "50", "--jobs", "1",
+                 "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "2 runs trained, 0 reused" in out and "r = 0.2" in out and "paper" in out
+    assert (tmp_path / "r0.2" / "dm_seed9.json").exists()
+    assert (tmp_path / "table.md").exists() and (tmp_path / "imdb_curves.png").exists()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # overflow on the way to NaN
+def test_a_diverging_run_is_recorded_not_fatal(features, tmp_path):
+    """A loss that becomes non-finite ends the run: it is saved as diverged, and the network
+    (NaN weights) is evaluated as it is: one class for every review, 50%."""
+    table = imdb.run_table(features, rows=["r0"], methods=["cce-dn", "cce"], seeds=[1],
+                           out_dir=tmp_path, log=None, base_lr=1e6, **SHORT)
+    diverged, _ = table.records
+    assert diverged["diverged_by"] == 50 and diverged["evals"][-1]["iteration"] == 50
+    assert diverged["final_test_accuracy"] == 0.5 and diverged["final_one_class"]
+    assert table.summary[0]["diverged"] == 1 and table.summary[0]["one_class"] == 1
+    assert "[1/1 one-class, 1 diverged]" in imdb.markdown_table(table.summary)
+    assert "diverged (non-finite loss, then one class): r = 0.0 CCE-DN (1/1)" in \
+        imdb.format_table(table.summary)

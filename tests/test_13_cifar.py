@@ -1,0 +1,307 @@
+"""The CIFAR experiment: batched device-side augmentation, batch sampling as a pure function of
+the iteration, and whole tiny runs on synthetic images (no network, no real data) on "cpu" and
+on the CPU stand-in for CuPy, including a killed run resumed to the uninterrupted result."""
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinydm import backend, checkpoint
+from tinydm.data import sampling, transforms
+from tinydm.experiments import cifar
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+import cifar_resnet  # noqa: E402
+
+
+def host(a):
+    return backend.to_numpy(a)
+
+
+def images_on_device(rng, n=6, size=8, dtype=np.uint8):
+    x = rng.integers(0, 256, size=(n, 3, size, size)).astype(dtype)
+    return x, backend.to_device(x)
+
+
+# ----------------------------------------------------------------------------------------------
+# Transforms
+# ----------------------------------------------------------------------------------------------
+def test_normalize_subtracts_mean_and_divides_by_std(device, rng):
+    x, xd = images_on_device(rng)
+    out = transforms.normalize(xd)
+    assert backend.device_of(out) == device and out.dtype == np.float32
+    mean = np.array(transforms.CIFAR_MEAN)[:, None, None]
+    np.testing.assert_allclose(host(out), x - mean, atol=1e-4)
+    out = transforms.normalize(xd, std=transforms.CIFAR_STD)
+    expected = (x - mean) / np.array(transforms.CIFAR_STD)[:, None, None]
+    np.testing.assert_allclose(host(out), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="mean has 2 values"):
+        transforms.normalize(xd, mean=(1.0, 2.0))
+
+
+def test_crop_is_one_gather_of_the_right_windows(device, rng):
+    x, xd = images_on_device(rng, n=5, size=10)
+    top, left, flip = rng.integers(0, 5, 5), rng.integers(0, 5, 5), rng.integers(0, 2, 5) == 1
+    out = host(transforms.crop(xd, backend.to_device(top), backend.to_device(left), 6,
+                               backend.to_device(flip)))
+    for n in range(5):
+        window = x[n, :, top[n]:top[n] + 6, left[n]:left[n] + 6]
+        np.testing.assert_array_equal(out[n], window[:, :, ::-1] if flip[n] else window)
+    assert out.dtype == np.uint8
+
+
+def test_random_crop_flip_pads_with_zeros_and_is_deterministic(device, rng):
+    x, xd = images_on_device(rng, n=16, size=8)
+    out = host(transforms.random_crop_flip(xd, backend.rng(7), size=8, padding=4))
+    again = host(transforms.random_crop_flip(xd, backend.rng(7), size=8, padding=4))
+    other = host(transforms.random_crop_flip(xd, backend.rng(8), size=8, padding=4))
+    assert out.shape == x.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, again)
+    assert not np.array_equal(out, other)
+    # The same draws, replayed on the host, give the same windows of the zero-padded images.
+    g = np.random.default_rng(7)
+    top, left, flip = g.integers(0, 9, 16), g.integers(0, 9, 16), g.integers(0, 2, 16) == 1
+    padded = np.pad(x, ((0, 0), (0, 0), (4, 4), (4, 4)))
+    for n in range(16):
+        window = padded[n, :, top[n]:top[n] + 8, left[n]:left[n] + 8]
+        np.testing.assert_array_equal(out[n], window[:, :, ::-1] if flip[n] else window)
+
+
+def test_center_crop_and_full_size_crop(device, rng):
+    x, xd = images_on_device(rng, size=9)
+    np.testing.assert_array_equal(host(transforms.center_crop(xd, 5)), x[:, :, 2:7, 2:7])
+    out = host(transforms.random_crop_flip(xd, backend.rng(0), size=9, flip=False))
+    np.testing.assert_array_equal(out, x)  # no padding and a full-size crop: the identity
+    with pytest.raises(ValueError, match="does not fit"):
+        transforms.center_crop(xd, 10)
+
+
+def test_resize_bilinear_matches_pillow(device, rng):
+    from PIL import Image
+
+    x, xd = images_on_device(rng, n=3, size=32)
+    out = host(transforms.resize_bilinear(xd, 36, chunk=2))
+    assert out.shape == (3, 3, 36, 36) and out.dtype == np.uint8
+    for n in range(3):
+        for c in range(3):
+            ref = np.asarray(Image.fromarray(x[n, c]).resize((36, 36), Image.BILINEAR))
+            assert np.abs(ref.astype(int) - out[n, c].astype(int)).max() <= 1  # PIL: fixed point
+    flat = backend.to_device(np.full((2, 3, 8, 8), 77, dtype=np.uint8))
+    assert (host(transforms.resize_bilinear(flat, 12)) == 77).all()
+    ramp = backend.to_device(np.tile(np.arange(8, dtype=np.float32), (1, 1, 8, 1)))
+    down = host(transforms.resize_bilinear(ramp, 4))  # 2:1 averages pixel pairs
+    np.testing.assert_allclose(down[0, 0, 0], [0.5, 2.5, 4.5, 6.5])
+
+
+@pytest.mark.parametrize("augment", transforms.AUGMENTATIONS)
+def test_pipeline_shapes_and_determinism(device, rng, augment):
+    x, xd = images_on_device(rng, n=4, size=32)
+    pipe = transforms.Pipeline(augment)
+    prepared = pipe.prepare(xd)
+    assert prepared.shape[2:] == ((36, 36) if augment == "resize" else (32, 32))
+    a, b = pipe.train(prepared, backend.rng(1)), pipe.train(prepared, backend.rng(1))
+    assert a.shape == (4, 3, 32, 32) and a.dtype == np.float32 and backend.device_of(a) == device
+    np.testing.assert_array_equal(host(a), host(b))
+    t = pipe.test(prepared)
+    assert t.shape == (4, 3, 32, 32)
+    if augment != "resize":
+        np.testing.assert_array_equal(host(t), host(transforms.normalize(xd)))
+    assert pipe.describe()
+
+
+# ----------------------------------------------------------------------------------------------
+# Sampling
+# ----------------------------------------------------------------------------------------------
+def test_shuffled_batches_visit_every_example_once_per_epoch(device):
+    n, b = 50, 16
+    order = sampling.ShuffledBatches(n, b, seed=3)
+    stream = np.concatenate([host(order(it)) for it in range(3 * n // b + 1)])
+    for e in range(3):
+        assert sorted(stream[e * n:(e + 1) * n]) == list(range(n))
+    assert not np.array_equal(stream[:n], stream[n:2 * n])  # reshuffled
+    fresh = sampling.ShuffledBatches(n, b, seed=3)  # pure: any order of calls, any object
+    for it in (7, 2, 9, 3):
+        np.testing.assert_array_equal(host(fresh(it)), stream[it * b:(it + 1) * b])
+    assert backend.device_of(order(0)) == device
+    assert not np.array_equal(host(sampling.ShuffledBatches(n, b, seed=4)(0)), stream[:b])
+
+
+def test_balanced_batches_cifar10_generalisation(device, rng):
+    labels = rng.integers(0, 10, 3000)
+    sampler = sampling.BalancedBatches(labels, 128, seed=1)
+    assert sampler.classes_per_batch == 10
+    for it in range(3):
+        idx = host(sampler(it))
+        assert idx.shape == (128,) and len(set(idx)) == 128  # no repeats within a batch
+        counts = np.bincount(labels[idx], minlength=10)
+        assert sorted(counts) == [12, 12] + [13] * 8
+    np.testing.assert_array_equal(host(sampling.BalancedBatches(labels, 128, seed=1)(2)),
+                                  host(sampler(2)))
+
+
+def test_balanced_batches_paper_cifar100_and_small_classes(device, rng):
+    labels = np.repeat(np.arange(100), 20)
+    sampler = sampling.BalancedBatches(labels, 256, seed=0)  # the paper's 32 classes x 8
+    idx = host(sampler(5))
+    counts = np.bincount(labels[idx], minlength=100)
+    assert (counts > 0).sum() == 32 and set(counts[counts > 0]) == {8} and len(set(idx)) == 256
+    assert not np.array_equal(host(sampler(6)), idx)
+    tiny = np.array([0, 0, 0, 1, 1, 1, 1, 1, 1, 1])  # class 0 has 3 images, 4 are needed
+    idx = host(sampling.BalancedBatches(tiny, 8, seed=0, images_per_class=4)(0))
+    assert sorted(np.bincount(tiny[idx])) == [4, 4] and set(idx[tiny[idx] == 0]) == {0, 1, 2}
+
+
+def test_iteration_rng_streams_are_independent():
+    a = sampling.iteration_rng(1, "augment", 5, "cpu").random(4)
+    b = sampling.iteration_rng(1, "shuffle", 5, "cpu").random(4)
+    np.testing.assert_array_equal(a, sampling.iteration_rng(1, "augment", 5, "cpu").random(4))
+    assert not np.array_equal(a, b)
+    with pytest.raises(ValueError, match="unknown stream"):
+        sampling.iteration_rng(1, "nope", 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Data preparation
+# ----------------------------------------------------------------------------------------------
+TINY = dict(dataset="synthetic", synthetic_sizes=(120, 16), synthetic_image_size=8, depth=8,
+            batch_size=8, iterations=12, eval_every=4, log_every=3, eval_batch_size=16)
+
+
+def test_subset_split_noise_and_eval_subset():
+    config = cifar.Config(**TINY, subset_per_class=10, val_fraction=0.2, noise_rate=0.5,
+                          noise_exact=True, eval_train_subset=30)
+    data = cifar.prepare_data(config)
+    assert len(data.labels) == 80 and len(data.val_labels) == 20
+    assert (np.bincount(data.val_labels) == 2).all() and (np.bincount(data.clean_labels) == 8).all()
+    assert data.corrupted.sum() == 40 and (data.labels != data.clean_labels).sum() == 40
+    assert len(data.eval_index) == 30 and (np.diff(data.eval_index) > 0).all()
+    info = data.summary(config)
+    assert info["noise_rate_realised"] == 0.5
+    assert "subset of 30 of the 80" in info["eval_train_note"]
+    # The validation images are not training images (the synthetic images are all distinct).
+    train_rows = {img.tobytes() for img in data.train_images}
+    assert not any(img.tobytes() in train_rows for img in data.val_images)
+
+
+def test_config_rejects_bad_settings():
+    with pytest.raises(ValueError, match="unknown loss"):
+        cifar.Config(loss="hinge")
+    with pytest.raises(ValueError, match="missing parameter"):
+        cifar.Config(loss="dm")
+    with pytest.raises(ValueError, match="CIFAR-100's"):
+        cifar.Config(noise="asymmetric")
+    with pytest.raises(ValueError, match="batch_size"):
+        cifar.Config(batch_size=0)
+    resolved = cifar.Config(iterations=30000).resolved()
+    assert resolved.milestones == (15000, 22000) and resolved.data_seed == resolved.seed
+    assert resolved.out_dir == str(Path("runs/cifar") / resolved.name)
+
+
+# ----------------------------------------------------------------------------------------------
+# Whole runs
+# ----------------------------------------------------------------------------------------------
+RUN = dict(TINY, loss="dm", loss_params={"lam": 1.0, "beta": 16.0}, noise_rate=0.4,
+           val_fraction=0.2, eval_train_subset=40, sampler="balanced", images_per_class=2,
+           augment="resize")
+
+
+def without_timing(evals):
+    return [{k: v for k, v in e.items() if k != "eval_seconds"} for e in evals]
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """An uninterrupted 12-iteration run on "cpu", with its figures."""
+    out = tmp_path_factory.mktemp("cifar") / "reference"
+    results = cifar.run(cifar.Config(**RUN, out_dir=str(out)), progress=False, log=None)
+    return out, results
+
+
+def test_run_records_everything(reference_run):
+    out, results = reference_run
+    assert json.loads((out / "results.json").read_text())["status"] == "done"
+    evals = results["history"]["evals"]
+    assert [e["iteration"] for e in evals] == [4, 8, 12]
+    for e in evals:
+        for key in ("test_accuracy", "val_accuracy", "train_accuracy_noisy_labels",
+                    "train_accuracy_clean_labels", "mean_p_clean", "mean_p_noisy",
+                    "noisy_memorised", "noisy_corrected"):
+            assert 0.0 <= e[key] <= 1.0, key
+        assert sum(e["test_class_histogram"]) == 16
+    steps = results["history"]["steps"]
+    assert [s["iteration"] for s in steps] == [1, 3, 6, 9, 12]
+    assert all(0 < s["ess_fraction"] <= 1 for s in steps)
+    s = results["summary"]
+    assert s["test_accuracy_final"] == evals[-1]["test_accuracy"]
+    assert s["test_accuracy_best"] == max(e["test_accuracy"] for e in evals)
+    assert 0 < s["ess_final"] <= 8 and "val_accuracy_best" in s
+    assert results["data"]["eval_train_size"] == 40 and results["timing"]["step_ms"] > 0
+    for name in cifar.FIGURES:
+        assert (out / f"{name}.png").stat().st_size > 10_000
+    assert "test best" in cifar.format_summary(results)
+
+
+def test_standin_device_gives_the_cpu_result(reference_run, tmp_path):
+    _, reference = reference_run
+    results = cifar.run(cifar.Config(**RUN, device="standin", out_dir=str(tmp_path)),
+                        progress=False, figures=False, log=None)
+    assert (without_timing(results["history"]["evals"])
+            == without_timing(reference["history"]["evals"]))
+    assert results["history"]["steps"] == reference["history"]["steps"]
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(reference_run, tmp_path, monkeypatch):
+    ref_dir, reference = reference_run
+    config = cifar.Config(**RUN, out_dir=str(tmp_path))
+    save, saves = checkpoint.save, []
+
+    def save_then_die(*args, **kwargs):  # killed right after the checkpoint at iteration 8
+        save(*args, **kwargs)
+        saves.append(kwargs.get("extra", {}).get("iteration"))
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        cifar.run(config, progress=False, figures=False, log=None)
+    monkeypatch.setattr(checkpoint, "save", save)
+    assert saves == [4, 8]
+    with pytest.raises(FileExistsError, match="resume"):
+        cifar.run(config, progress=False, figures=False, log=None)
+    with pytest.raises(ValueError, match="lr"):
+        cifar.run(replace(config, lr=0.2), resume=True, progress=False, figures=False, log=None)
+
+    results = cifar.run(config, resume=True, progress=False, figures=False, log=None)
+    assert (without_timing(results["history"]["evals"])
+            == without_timing(reference["history"]["evals"]))
+    assert results["history"]["steps"] == reference["history"]["steps"]
+    ours = checkpoint.read(tmp_path / "checkpoint.npz")
+    theirs = checkpoint.read(ref_dir / "checkpoint.npz")
+    assert ours["model"].keys() == theirs["model"].keys()
+    for name in ours["model"]:
+        np.testing.assert_array_equal(ours["model"][name], theirs["model"][name], err_msg=name)
+    for a, b in zip(ours["optimizer"]["state"], theirs["optimizer"]["state"]):
+        np.testing.assert_array_equal(a["momentum_buffer"], b["momentum_buffer"])
+
+
+def test_command_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        cifar_resnet.main(["--help"])
+    assert e.value.code == 0 and "--subset-per-class" in capsys.readouterr().out
+    out = tmp_path / "cli"
+    results = cifar_resnet.main([
+        "--dataset", "synthetic", "--synthetic-size", "64", "16", "--depth", "8",
+        "--batch-size", "8", "--iterations", "4", "--eval-every", "2", "--loss", "gce",
+        "--q", "0.5", "--noise", "symmetric", "--noise-rate", "0.2", "--eval-train-subset", "20",
+        "--out", str(out), "--no-progress", "--no-figures", "--milestones", "3"])
+    assert results["config"]["loss_params"] == {"q": 0.5}
+    assert results["config"]["milestones"] == [3]
+    assert [e["iteration"] for e in results["history"]["evals"]] == [2, 4]
+    assert (out / "results.json").exists()
+    assert "ms per training iteration" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="error: .*unknown loss"):
+        cifar_resnet.main(["--loss", "nope"])

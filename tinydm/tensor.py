@@ -166,21 +166,26 @@ class Function:
 
     Subclasses implement ``forward(*arrays) -> array`` and ``backward(gy) -> grad or tuple of
     grads`` (one per input, ``None`` where no gradient flows), both on raw ``xp`` arrays, and keep
-    for backward only what it needs, with ``save_for_backward``. Hyper-parameters go to
-    ``__init__``. Use an op by calling an instance: ``Exp()(x)``; each op file also offers the
-    lowercase function, ``exp(x)``.
+    for backward only what it needs, with ``save_for_backward``. ``needs_input_grad`` (a bool per
+    input, set before ``forward``) lets backward skip gradients nobody asked for.
+    Hyper-parameters go to ``__init__``. Use an op by calling an instance: ``Exp()(x)``; each op
+    file also offers the lowercase function, ``exp(x)``.
     """
 
     parents = ()
     saved = ()
+    needs_input_grad = ()
 
     def save_for_backward(self, *arrays):
         self.saved = arrays
 
     def __call__(self, *inputs):
         tensors = [x if isinstance(x, Tensor) else Tensor(x) for x in inputs]
+        # Which inputs will get a gradient, known before forward (PyTorch's ctx.needs_input_grad):
+        # backward may return None for the others and skip computing it (conv2d's gx of images).
+        self.needs_input_grad = tuple(_grad_enabled and t.requires_grad for t in tensors)
         out = Tensor(self.forward(*[t.data for t in tensors]))
-        if _grad_enabled and any(t.requires_grad for t in tensors):
+        if any(self.needs_input_grad):
             self.parents = tuple(
                 (t.creator or t) if t.requires_grad else None for t in tensors)
             out.requires_grad, out.creator = True, self

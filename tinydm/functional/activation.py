@@ -4,20 +4,32 @@ Softmax and log-softmax subtract the row maximum before exponentiating: the resu
 (softmax is shift-invariant) and no exp can overflow, so logits like [-1000, 1] are safe.
 """
 
-from ..backend import default_rng, get_array_module
+from ..backend import default_rng, get_array_module, map_batch_parts
 from ..tensor import Function
 
 
 class ReLU(Function):
-    """``y = max(x, 0)``;  ``gx = gy * [x > 0]`` (keeps only the boolean mask)."""
+    """``y = max(x, 0)``;  ``gx = gy * [x > 0]`` (keeps only the boolean mask).
+
+    Both run on parts of the batch side by side, one per CPU thread (``map_batch_parts``)."""
 
     def forward(self, x):
-        mask = x > 0
+        xp = get_array_module(x)
+        mask, y = xp.empty(x.shape, dtype=bool), xp.empty_like(x)
+
+        def relu(part):  # max(x, 0) rather than x * mask: no bool -> float cast
+            xp.greater(x[part], 0, out=mask[part])
+            xp.maximum(x[part], 0, out=y[part])
+        map_batch_parts(relu, x)
         self.save_for_backward(mask)
-        return x * mask
+        return y
 
     def backward(self, gy):
-        return gy * self.saved[0]
+        (mask,) = self.saved
+        xp = get_array_module(gy)
+        gx = xp.empty_like(gy)
+        map_batch_parts(lambda part: xp.multiply(gy[part], mask[part], out=gx[part]), gy)
+        return gx
 
 
 def _stable_exp(x, axis):

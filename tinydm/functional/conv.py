@@ -14,14 +14,17 @@ Two helpers do all the pixel bookkeeping, and neither loops over pixels or over 
   (9 for a 3x3 kernel), each over the whole batch. Where windows overlap, a pixel receives the
   sum of the gradients of every window that read it, as the chain rule asks.
 
-Memory layout: conv2d works channel-major inside, on (C, N, H, W) memory, because its GEMM's
-output (Cout, N*Ho*Wo) is then already the result: it is returned as the (N, Cout, Ho, Wo)
-*view* ``.transpose(1, 0, 2, 3)``, without a copy. Shapes are always NCHW, only the strides
-differ (as PyTorch's memory formats). Elementwise ops keep that layout, the next conv reads it
-as fast as a contiguous array, and batch_norm faster (each channel is one contiguous block).
+Speed on a CPU (docs/benchmarks.md has the measurements). A convolution is a GEMM on the
+*columns* of the image, a copy kh*kw times its size (9x for 3x3). For a whole CIFAR batch that
+copy is 75 MB per ResNet layer: written to main memory, read back by the GEMM, and both cost
+more than the arithmetic. So conv2d makes the columns a few images at a time, about
+``backend.CHUNK_BYTES`` (1 MiB) of them, which stay in the core's cache from the copy to the
+GEMM: the same products, about twice as fast; the chunks run side by side on the CPU threads
+(:func:`tinydm.backend.map_batch_chunks`). On the GPU the whole batch is one chunk. Outputs
+are plain contiguous NCHW.
 """
 
-from ..backend import as_strided, get_array_module
+from ..backend import as_strided, get_array_module, map_batch_chunks
 from ..tensor import Function
 
 
@@ -69,46 +72,105 @@ def _col2im(gx, gwindows, stride):
     return gx
 
 
-def _channel_major_zeros(xp, shape, dtype):
-    """Zeros of NCHW ``shape`` laid out as (C, N, H, W) in memory (see the module docstring)."""
-    n, c, h, w = shape
-    return xp.zeros((c, n, h, w), dtype=dtype).transpose(1, 0, 2, 3)
+class _Columns:
+    """The column matrices of ``x``, a chunk of images at a time, in buffers reused from chunk to
+    chunk: ``columns(chunk, *buffers)`` has shape (n, K, Ho*Wo), K = C*kh*kw, for the n images
+    of the slice ``chunk``,
+
+        cols[m, (c, i, j), (a, b)] = xpad[chunk.start + m, c, a*sh + i, b*sw + j],
+
+    ``xpad`` being ``x`` with ``padding`` zeros around each image: one strided copy of the im2col
+    view. Rows are ordered (c, i, j) like the columns of a flattened kernel, so
+    ``W.reshape(Cout, K) @ cols`` is the convolution. ``buffers(size)`` makes one thread's
+    buffers (see :func:`tinydm.backend.map_batch_chunks`); the views are made there once, as
+    making a strided view costs more Python time than copying one image's columns.
+    """
+
+    def __init__(self, x, kernel, stride, padding, out_size):
+        self.x, self.kernel, self.stride, self.padding = x, kernel, stride, padding
+        self.out_size, self.padded = out_size, padding != (0, 0)
+        self.rows = x.shape[1] * kernel[0] * kernel[1]
+        self.item_bytes = self.rows * out_size[0] * out_size[1] * x.itemsize
+        self.windows = None if self.padded else _windows(x, kernel, stride, out_size)
+
+    def buffers(self, size):
+        xp, (_, c, h, w), (ph, pw) = get_array_module(self.x), self.x.shape, self.padding
+        cols = xp.empty((size, c) + tuple(self.kernel) + tuple(self.out_size), dtype=self.x.dtype)
+        if not self.padded:
+            return cols, None, None
+        # padded images: the borders stay zero, only the inside is ever written
+        xpad = xp.zeros((size, c, h + 2 * ph, w + 2 * pw), dtype=self.x.dtype)
+        return cols, xpad, _windows(xpad, self.kernel, self.stride, self.out_size)
+
+    def __call__(self, chunk, cols, xpad, xpad_windows):
+        (ph, pw), (h, w), m = self.padding, self.x.shape[2:], chunk.stop - chunk.start
+        if self.padded:
+            xpad[:m, :, ph:ph + h, pw:pw + w] = self.x[chunk]
+            cols[:m] = xpad_windows[:m]
+        else:
+            cols[:m] = self.windows[chunk]
+        return cols[:m].reshape(m, self.rows, -1)
 
 
-def _padded_shape(shape, padding):
-    n, c, h, w = shape
-    return n, c, h + 2 * padding[0], w + 2 * padding[1]
+def _correlate(x, w, stride, padding):
+    """``y[n, o, a, b] = sum_{c,i,j} w[o, c, i, j] * xpad[n, c, a*sh + i, b*sw + j]``: per chunk
+    of images the GEMM ``W cols``, written straight into its part of ``y`` (N, Cout, Ho, Wo)."""
+    xp = get_array_module(x, w)
+    cout, kernel = w.shape[0], w.shape[2:]
+    out_size = _output_size("conv2d", x.shape, kernel, stride, padding)
+    wmat = w.reshape(cout, -1)
+    y = xp.empty((x.shape[0], cout, out_size[0] * out_size[1]),
+                 dtype=xp.result_type(x.dtype, w.dtype))
+    columns = _Columns(x, kernel, stride, padding, out_size)
+
+    def gemm(chunk, *buffers):
+        xp.matmul(wmat, columns(chunk, *buffers), out=y[chunk])
+    map_batch_chunks(gemm, x, columns.item_bytes, columns.buffers)
+    return y.reshape((x.shape[0], cout) + out_size)
 
 
 class Conv2d(Function):
-    """2-D convolution (cross-correlation, as in PyTorch), by im2col and one GEMM.
+    """2-D convolution (cross-correlation, as in PyTorch), by im2col and GEMMs.
 
     ``y[n, o, a, b] = b_o + sum_{c,i,j} W[o, c, i, j] * xpad[n, c, a*sh + i, b*sw + j]``, where
     ``xpad`` is ``x`` with ``padding`` zeros around each image.
 
-    Flatten the kernel to a matrix ``W`` of shape (Cout, K), K = Cin*kh*kw, and the windows to
-    ``cols = cols(x)`` of shape (K, N*Ho*Wo): one column per output pixel (n, a, b), rows ordered
-    (c, i, j) like ``W``'s columns. Then the layer is one matrix product
+    Flatten the kernel to a matrix ``W`` of shape (Cout, K), K = Cin*kh*kw, and image n's windows
+    to ``cols_n`` of shape (K, Ho*Wo): one column per output pixel (a, b), rows ordered (c, i, j)
+    like ``W``'s columns. Then the layer is one matrix product per image,
 
-        Y = W cols + b 1^T                        (Cout, N*Ho*Wo)
+        Y_n = W cols_n + b 1^T                      (Cout, Ho*Wo): y[n] flattened
 
     and the backward rules are those of a matmul plus the adjoint of im2col:
 
-        gW    = gY cols^T                         (Cout, K), reshaped to (Cout, Cin, kh, kw)
-        gb    = gY 1   = sum of gy over N, Ho, Wo
-        gcols = W^T gY                            (K, N*Ho*Wo)
-        gx    = col2im(gcols)                     each entry added back to the pixel it was
-                                                  read from, then the padding cut off
+        gW    = sum_n gY_n cols_n^T                 (Cout, K), reshaped to (Cout, Cin, kh, kw)
+        gb    = sum_n gY_n 1 = sum of gy over N, Ho, Wo
+        gx_n  = col2im(W^T gY_n)                    each entry of W^T gY_n added back to the
+                                                    pixel it was read from, padding cut off
 
-    ``Y``'s rows are output channels and its columns (n, a, b), so ``Y`` is the output in
-    (Cout, N, Ho, Wo) memory order and is returned as a transposed view; likewise ``gY`` is a
-    free reshape of a channel-major ``gy``, and ``gx`` a view of the channel-major padded buffer.
+    The products run a chunk of images at a time (see the module docstring). ``cols`` is never
+    kept (it is 9x the size of ``x``, which is kept): backward builds the columns it needs again,
+    chunk by chunk, and for stride 1 it needs none of ``x`` (below).
 
-    Memory: ``cols`` is kh*kw times the size of ``x`` (9x for 3x3). Backward keeps ``x`` and
-    rebuilds ``cols`` (one strided copy) instead of keeping ``cols``. Measured on a ResNet-20
-    layer, x (128, 16, 32, 32) float32 with a 3x3 kernel: the rebuild costs about a fifth of
-    the layer's forward+backward time (~25 ms of ~105 ms on 2 cores), and saves 9x the memory
-    per conv (x 8 MiB instead of cols 72 MiB), which decides whether deep ResNets fit.
+    **gx of a stride-1 convolution is itself a convolution** (the "transposed convolution"), and
+    computed as one, which spares the 9x ``W^T gY`` and the col2im adds. With stride 1, pixel
+    (u, v) of ``xpad`` meets ``W[o, c, i, j]`` in output (u - i, v - j), so
+
+        gxpad[n, c, u, v] = sum_{o,i,j} W[o, c, i, j] * gy[n, o, u - i, v - j]
+                          = sum_{o,i,j} Wt[c, o, i, j] * gypad[n, o, u + i, v + j]
+
+    with ``Wt[c, o, i, j] = W[o, c, kh-1-i, kw-1-j]`` (channels swapped, kernel flipped: put
+    i -> kh-1-i) and ``gypad`` = ``gy`` with kh-1 zeros around it (outputs off the map have no
+    gradient). Cutting the padding p off ``gxpad`` is the same as padding ``gy`` with only
+    kh-1-p: ``gx = conv2d(gy, Wt, padding=(kh-1-ph, kw-1-pw))``, whose columns ``gcols_n``
+    (Cout*kh*kw, H*W) give ``gx_n = Wt gcols_n``. The same columns give gW, so backward makes
+    no columns of ``x`` at all: the product ``Wt gcols_n`` is linear in Wt, so the gradient of
+    Wt is ``gWt = sum_n x_n gcols_n^T`` (Cin, Cout*kh*kw), and gW is gWt with the channels
+    swapped back and the kernel flipped back. (Check: gWt[c, o, i, j] = sum over n, u, v of
+    x[n, c, u, v] gy[n, o, u + i + p - kh + 1, ...] = gW[o, c, kh-1-i, kw-1-j], as the
+    sum for gW above with a = u + p - (kh-1-i); pixels of the padding are zero and drop out.)
+    Strided convolutions (and padding wider than kh-1) take the col2im route above, and so does
+    gW when gx is not wanted (the first layer: its columns of x are the smaller ones).
     """
 
     def __init__(self, stride=1, padding=0):
@@ -117,42 +179,75 @@ class Conv2d(Function):
 
     def forward(self, x, w, b=None):
         self._check(x, w, b)
-        self.kernel = w.shape[2:]
-        self.out_size = _output_size("conv2d", x.shape, self.kernel, self.stride, self.padding)
         self.has_bias = b is not None
         self.save_for_backward(x, w)
-        y = w.reshape(w.shape[0], -1) @ self._cols(x)
+        y = _correlate(x, w, self.stride, self.padding)
         if b is not None:
-            y += b[:, None]
-        return y.reshape((w.shape[0], x.shape[0]) + self.out_size).transpose(1, 0, 2, 3)
+            y += b[:, None, None]
+        return y
 
     def backward(self, gy):
         x, w = self.saved
-        cout, cin, kh, kw = w.shape
-        gy = gy.transpose(1, 0, 2, 3).reshape(cout, -1)  # gY; a copy only if gy is not channel-major
-        # gW^T = cols gY^T: the same product, in the orientation OpenBLAS runs fastest here (the
-        # other one, gY cols^T, was 1.6x slower, and 100x when other processes share the cores)
-        gw = (self._cols(x) @ gy.T).T.reshape(w.shape)
-        gcols = w.reshape(cout, -1).T @ gy
-        gcols = gcols.reshape((cin, kh, kw, x.shape[0]) + self.out_size).transpose(3, 0, 1, 2, 4, 5)
-        gxpad = _channel_major_zeros(get_array_module(gy), _padded_shape(x.shape, self.padding),
-                                     gcols.dtype)
-        (ph, pw), (h, wd) = self.padding, x.shape[2:]
-        gx = _col2im(gxpad, gcols, self.stride)[:, :, ph:ph + h, pw:pw + wd]
-        return (gx, gw, gy.sum(axis=1)) if self.has_bias else (gx, gw)
+        need_gx, need_gw = self.needs_input_grad[:2]  # e.g. no gx for the images themselves
+        (kh, kw), (ph, pw) = w.shape[2:], self.padding
+        if need_gx and self.stride == (1, 1) and ph < kh and pw < kw:
+            gx, gw = self._transposed_grads(gy, x, w, need_gw)
+        else:
+            gx = self._col2im_input_grad(gy, x.shape, w) if need_gx else None
+            gw = self._weight_grad(gy, x, w) if need_gw else None
+        return (gx, gw, gy.sum(axis=(0, 2, 3))) if self.has_bias else (gx, gw)
 
-    def _cols(self, x):
-        """The (K, N*Ho*Wo) matrix of windows of the padded ``x``: one strided copy."""
-        (ph, pw), (h, w) = self.padding, x.shape[2:]
-        if ph or pw:
-            xpad = _channel_major_zeros(get_array_module(x), _padded_shape(x.shape, self.padding),
-                                        x.dtype)
-            xpad[:, :, ph:ph + h, pw:pw + w] = x
-            x = xpad
-        windows = _windows(x, self.kernel, self.stride, self.out_size)
-        k = x.shape[1] * self.kernel[0] * self.kernel[1]
-        # (C, kh, kw, N, Ho, Wo): rows (c, i, j) match W's columns, columns (n, a, b) match Y's
-        return windows.transpose(1, 2, 3, 0, 4, 5).reshape(k, -1)
+    def _transposed_grads(self, gy, x, w, need_gw):
+        """gx as the transposed convolution ``conv2d(gy, Wt, padding=kh-1-p)``, and gW from the
+        same columns of ``gy`` (see the class docstring), one chunk of images at a time."""
+        xp = get_array_module(gy)
+        (n, cin, h, wd), (kh, kw), (ph, pw) = x.shape, w.shape[2:], self.padding
+        wt = w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]  # Wt[c, o, i, j] = W[o, c, kh-1-i, kw-1-j]
+        wtmat = wt.reshape(cin, -1)
+        columns = _Columns(gy, (kh, kw), (1, 1), (kh - 1 - ph, kw - 1 - pw), (h, wd))
+        gx = xp.empty((n, cin, h * wd), dtype=gy.dtype)
+        x = x.reshape(n, cin, -1)  # x_n; a copy only if x is not NCHW
+
+        def chunk_grads(chunk, *buffers):
+            cols = columns(chunk, *buffers)  # the columns of gy: (n, Cout*kh*kw, H*W)
+            xp.matmul(wtmat, cols, out=gx[chunk])
+            if need_gw:  # sum over the chunk's images of cols_n x_n^T = gWt^T: (Cout*kh*kw, Cin)
+                return (cols @ x[chunk].transpose(0, 2, 1)).sum(axis=0)
+        parts = map_batch_chunks(chunk_grads, gy, columns.item_bytes, columns.buffers)
+        if not need_gw:
+            return gx.reshape(n, cin, h, wd), None
+        gwt = sum(parts[1:], parts[0]).T.reshape(wt.shape)
+        return gx.reshape(n, cin, h, wd), gwt.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1].copy()
+
+    def _weight_grad(self, gy, x, w):
+        """``gW = sum_n gY_n cols_n^T``, computed as its transpose ``sum_n cols_n gY_n^T``: the
+        orientation OpenBLAS runs fastest here (the other was up to 1.6x slower)."""
+        kernel, out_size = w.shape[2:], gy.shape[2:]
+        gy = gy.reshape(gy.shape[0], gy.shape[1], -1)  # gY_n; a copy only if gy is not NCHW
+        columns = _Columns(x, kernel, self.stride, self.padding, out_size)
+
+        def chunk_sum(chunk, *buffers):  # sum over the chunk's images of cols_n gY_n^T: (K, Cout)
+            return (columns(chunk, *buffers) @ gy[chunk].transpose(0, 2, 1)).sum(axis=0)
+        parts = map_batch_chunks(chunk_sum, x, columns.item_bytes, columns.buffers)
+        return sum(parts[1:], parts[0]).T.reshape(w.shape)
+
+    def _col2im_input_grad(self, gy, x_shape, w):
+        """``gx_n = col2im(W^T gY_n)``, a chunk of images at a time."""
+        xp = get_array_module(gy)
+        (n, cin, h, wd), (cout, ho, wo) = x_shape, gy.shape[1:]
+        (kh, kw), (ph, pw) = w.shape[2:], self.padding
+        wt, gy = w.reshape(cout, -1).T, gy.reshape(n, cout, -1)
+        gx = xp.empty(x_shape, dtype=gy.dtype)
+
+        def col2im(chunk, gxpad):
+            gcols = wt @ gy[chunk]  # W^T gY_n: (n, K, Ho*Wo)
+            m = gcols.shape[0]
+            gxpad[:m] = 0
+            _col2im(gxpad[:m], gcols.reshape((m, cin, kh, kw, ho, wo)), self.stride)
+            gx[chunk] = gxpad[:m, :, ph:ph + h, pw:pw + wd]
+        map_batch_chunks(col2im, gy, wt.shape[0] * ho * wo * gy.itemsize,
+                         lambda size: [xp.empty((size, cin, h + 2 * ph, wd + 2 * pw), gy.dtype)])
+        return gx
 
     @staticmethod
     def _check(x, w, b):
@@ -244,7 +339,7 @@ class GlobalAvgPool2d(Function):
 def conv2d(x, w, b=None, stride=1, padding=0):
     """2-D convolution of ``x`` (N, Cin, H, W) with ``w`` (Cout, Cin, kh, kw), plus bias ``b``
     (Cout,); ``stride`` and ``padding`` are ints or (vertical, horizontal) pairs. Output
-    (N, Cout, Ho, Wo), laid out channel-major in memory (see the module docstring)."""
+    (N, Cout, Ho, Wo)."""
     conv = Conv2d(stride, padding)
     return conv(x, w) if b is None else conv(x, w, b)
 

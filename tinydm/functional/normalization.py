@@ -3,8 +3,13 @@
 Each channel c is normalised over all its other axes (N, or N, H, W): m = N (or N*H*W) values.
 """
 
-from ..backend import device_of, get_array_module, is_array
+from ..backend import device_of, get_array_module, is_array, map_batch_parts
 from ..tensor import Function, Tensor
+
+
+def _total(parts):
+    """The sum of the parts' partial sums, in order (the same for any number of threads)."""
+    return sum(parts[1:], parts[0])
 
 
 def _channel_dot(a, b):
@@ -56,40 +61,57 @@ class BatchNorm(Function):
         xp = get_array_module(x)
         self.axes = (0,) + tuple(range(2, x.ndim))   # every axis but the channel's
         shape = (1, -1) + (1,) * (x.ndim - 2)         # a per-channel vector, broadcastable to x
+        # The work is shared out over parts of the batch, one per CPU thread (map_batch_parts):
+        # sums over the batch are the sums of the parts' sums.
+        xhat, y = xp.empty_like(x), xp.empty_like(x)
         if self.training:
             m = x.size // x.shape[1]
             if m < 2:
                 raise ValueError(f"batch_norm: training needs more than one value per channel to "
                                  f"compute a variance, got input shape {x.shape}")
-            mu = x.mean(axis=self.axes)
-            xhat = x - mu.reshape(shape)
-            var = _channel_dot(xhat, xhat) / m
+            mu = _total(map_batch_parts(lambda part: x[part].sum(axis=self.axes), x)) / m
+
+            def center(part):  # xhat = x - mu, and the part's sum of squares of it
+                h = xhat[part]
+                xp.subtract(x[part], mu.reshape(shape), out=h)
+                return _channel_dot(h, h)
+            var = _total(map_batch_parts(center, x)) / m
             self._update_running(mu, var * (m / (m - 1)))
         else:
             mu, var = self.running_mean, self.running_var
-            xhat = x - mu.reshape(shape)
+            map_batch_parts(lambda part: xp.subtract(x[part], mu.reshape(shape), out=xhat[part]), x)
         s = 1 / xp.sqrt(var + self.eps)
-        xhat *= s.reshape(shape)
+
+        def normalise(part):  # xhat *= s, y = gamma * xhat + beta
+            h, out = xhat[part], y[part]
+            h *= s.reshape(shape)
+            xp.multiply(h, gamma.reshape(shape), out=out)
+            out += beta.reshape(shape)
+        map_batch_parts(normalise, x)
         self.save_for_backward(xhat, s, gamma)
-        y = xhat * gamma.reshape(shape)
-        y += beta.reshape(shape)
         return y
 
     def backward(self, gy):
         xhat, s, gamma = self.saved
+        xp = get_array_module(gy)
         shape = (1, -1) + (1,) * (gy.ndim - 2)
-        ggamma = _channel_dot(gy, xhat)
-        gbeta = gy.sum(axis=self.axes)
+        sums = map_batch_parts(
+            lambda part: (_channel_dot(gy[part], xhat[part]), gy[part].sum(axis=self.axes)), gy)
+        ggamma, gbeta = _total([g for g, _ in sums]), _total([b for _, b in sums])
         scale = (gamma * s).reshape(shape)
-        if self.training:
-            m = gy.size // gy.shape[1]
-            # gx = scale * (gy - (gbeta + xhat * ggamma) / m), in place: no temporaries
-            gx = xhat * (ggamma / -m).reshape(shape)
-            gx -= (gbeta / m).reshape(shape)
-            gx += gy
-            gx *= scale
-        else:
-            gx = gy * scale
+        gx = xp.empty_like(gy, dtype=xp.result_type(gy.dtype, xhat.dtype))
+        m = gy.size // gy.shape[1]
+
+        def input_grad(part):  # gx = scale * (gy - (gbeta + xhat * ggamma) / m), in place
+            g = gx[part]
+            if not self.training:  # constant statistics: gx = scale * gy
+                xp.multiply(gy[part], scale, out=g)
+                return
+            xp.multiply(xhat[part], (ggamma / -m).reshape(shape), out=g)
+            g -= (gbeta / m).reshape(shape)
+            g += gy[part]
+            g *= scale
+        map_batch_parts(input_grad, gy)
         return gx, ggamma, gbeta
 
     def _update_running(self, mu, unbiased_var):

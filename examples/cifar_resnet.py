@@ -4,6 +4,13 @@
     python examples/cifar_resnet.py --data-dir /root/data --loss dm --lam 1 --beta 16
     python examples/cifar_resnet.py --data-dir /root/data --loss dm --lam 1 --beta 16 --resume
     python examples/cifar_resnet.py --dataset synthetic --depth 8 --iterations 40 --eval-every 20
+    # remedies for emphasis collapse (docs/emphasis-collapse.md), each off by default:
+    python examples/cifar_resnet.py --data-dir /root/data --loss dm --lam 1 --beta 16 --warmup 1000
+    python examples/cifar_resnet.py --data-dir /root/data --loss dm --lam 1 --beta 16 --per-class
+    python examples/cifar_resnet.py --data-dir /root/data --loss dm --lam 1 --beta 16 \\
+        --ess-floor 0.5
+    python examples/cifar_resnet.py --data-dir /root/data --loss dm --lam 1 --beta 16 \\
+        --sampler balanced     # all 10 classes in every batch of 128: 12 or 13 images each
 
 Defaults: CIFAR-10, ResNet-20, 40% symmetric noise, batches of 128, 30,000 iterations, SGD
 (Caffe's form) momentum 0.9, weight decay 5e-4, lr 0.1 divided by 10 at 50% and 73.3% of the
@@ -92,6 +99,15 @@ def parse_args(argv=None):
     model.add_argument("--lam", type=float, help="DM's lambda (emphasis mode)")
     model.add_argument("--beta", type=float, help="DM's beta (emphasis variance)")
     model.add_argument("--q", type=float, help="GCE's q (default of the loss: 0.7)")
+    model.add_argument("--warmup", type=int, metavar="K",
+                       help="DM: raise beta linearly from 0 over the first K iterations "
+                            "(emphasis-collapse remedy, docs/emphasis-collapse.md; default: off)")
+    model.add_argument("--ess-floor", type=float, metavar="F",
+                       help="DM: temper the weights (w -> w^t) until the batch's ESS is at least "
+                            "F of the batch (remedy; default: off)")
+    model.add_argument("--per-class", action="store_true",
+                       help="DM: renormalise the weights within each given label, so each label "
+                            "keeps its batch frequency as its share of the emphasis (remedy)")
 
     train = parser.add_argument_group("optimisation")
     train.add_argument("--iterations", type=int, default=D.iterations, help="(default: %(default)s)")
@@ -132,8 +148,10 @@ def parse_args(argv=None):
 
 def config_from_args(args):
     """The :class:`tinydm.experiments.cifar.Config` of parsed arguments."""
-    loss_params = {k: getattr(args, k) for k in ("lam", "beta", "q")
+    loss_params = {k: getattr(args, k) for k in ("lam", "beta", "q", "warmup", "ess_floor")
                    if getattr(args, k) is not None}
+    if args.per_class:
+        loss_params["per_class"] = True
     return cifar.Config(
         dataset=args.dataset, data_dir=args.data_dir, download=args.download,
         synthetic_sizes=tuple(args.synthetic_size), noise=args.noise, noise_rate=args.noise_rate,

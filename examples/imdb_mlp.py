@@ -4,6 +4,12 @@
     python examples/imdb_mlp.py --rows r0.4 --methods cce dm --seeds 123
     python examples/imdb_mlp.py --rows pn50 --methods dm --lam 0.3 --beta 4 --out runs/imdb-beta4
     python examples/imdb_mlp.py --device cuda --jobs 1 --out runs/imdb-cuda
+    # emphasis collapse (docs/emphasis-collapse.md): DM at r = 0.4 over ten seeds, plain and
+    # with a remedy (a beta warm-up here), then the rescue table of every run in --out
+    python examples/imdb_mlp.py --rows r0.4 --methods dm --seeds 123-132 --out runs/imdb-collapse
+    python examples/imdb_mlp.py --rows r0.4 --methods dm --seeds 123-132 --out runs/imdb-collapse \\
+        --warmup 1000
+    python examples/imdb_mlp.py --out runs/imdb-collapse --rescue-report
 
 The first run reads the Large Movie Review Dataset (downloaded into ~/.cache/tinydm unless it is
 in --data-dir) and trains PV-DBOW features once (gensim, a few minutes; cached); then a 100-8-2
@@ -29,6 +35,18 @@ from tinydm import backend  # noqa: E402
 from tinydm.experiments import imdb  # noqa: E402
 
 
+def seed_list(text):
+    """A seed (``123``) or an inclusive range of seeds (``123-132``)."""
+    first, sep, last = text.partition("-")
+    try:
+        seeds = list(range(int(first), int(last) + 1)) if sep else [int(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a seed or a range of seeds: {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"empty range of seeds: {text!r}")
+    return seeds
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -39,13 +57,32 @@ def main(argv=None):
                         metavar="ROW", help="rows of Table 5 (default: all five, see below)")
     parser.add_argument("--methods", nargs="+", choices=imdb.METHODS, default=list(imdb.METHODS),
                         metavar="METHOD", help=f"methods (default: all: {' '.join(imdb.METHODS)})")
-    parser.add_argument("--seeds", nargs="+", type=int, default=list(imdb.SEEDS),
-                        help="seeds; each seeds the noise draw, the batch order and the init "
-                             "(default: 123 124 125; 123 is the paper's)")
+    parser.add_argument("--seeds", nargs="+", type=seed_list, default=[list(imdb.SEEDS)],
+                        help="seeds or ranges of seeds (123-132); each seeds the noise draw, the "
+                             "batch order and the init (default: 123 124 125; 123 is the "
+                             "paper's)")
     parser.add_argument("--lam", type=float,
                         help="DM's lambda for every row (default: the paper's, per row)")
     parser.add_argument("--beta", type=float,
                         help="DM's beta for every row (default: the paper's, per row)")
+    remedies = parser.add_argument_group(
+        "remedies for emphasis collapse (docs/emphasis-collapse.md; all off by default)")
+    remedies.add_argument("--warmup", type=int, default=0, metavar="K",
+                          help="DM: raise beta linearly from 0 over the first K iterations")
+    remedies.add_argument("--ess-floor", type=float, default=0.0, metavar="F",
+                          help="DM: temper the weights (w -> w^t) until the batch's ESS is at "
+                               "least F of the batch")
+    remedies.add_argument("--per-class", action="store_true",
+                          help="DM: renormalise the weights within each given label, so each "
+                               "label keeps its batch frequency as its share of the emphasis")
+    remedies.add_argument("--sampler", choices=imdb.SAMPLERS, default="shuffle",
+                          help="shuffle: reshuffled epochs; balanced: every batch half positive, "
+                               "half negative by the given (noisy) label, drawn per iteration "
+                               "(oversamples the minority in the P:N rows) (default: shuffle)")
+    remedies.add_argument("--rescue-report", action="store_true",
+                          help="train nothing: read every run in --out and write the rescue "
+                               "table (rescue.md, rescue.csv) into --report-dir and the "
+                               "collapse figures into --figure-dir")
     parser.add_argument("--iterations", type=int, default=10_000,
                         help="training iterations (default: 10000)")
     parser.add_argument("--batch-size", type=int, default=250, help="batch size (default: 250)")
@@ -53,6 +90,9 @@ def main(argv=None):
                         help="weight decay on every parameter (default: 0.002)")
     parser.add_argument("--eval-every", type=int, default=250,
                         help="evaluate on the test set every N iterations (default: 250)")
+    parser.add_argument("--log-every", type=int, default=100,
+                        help="log loss, ESS and the class shares of the emphasis every N "
+                             "iterations (default: 100)")
     parser.add_argument("--device", choices=backend.DEVICES, default="cpu",
                         help="cpu (NumPy), cuda (CuPy) or standin (CPU stand-in for CuPy)")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
@@ -71,7 +111,18 @@ def main(argv=None):
     parser.add_argument("--progress", action="store_true",
                         help="a progress bar per run (with --jobs 1)")
     args = parser.parse_args(argv)
+    args.seeds = list(dict.fromkeys(s for group in args.seeds for s in group))
     jobs = 1 if args.device == "cuda" else max(1, args.jobs)
+    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+    if args.rescue_report:
+        records = imdb.load_records(args.out)
+        if not records:
+            raise SystemExit(f"error: no run records in {args.out}")
+        paths = imdb.write_rescue_report(records, args.report_dir or args.out, args.figure_dir,
+                                         command=command)
+        print(imdb.markdown_rescue_table(imdb.rescue_table(records)))
+        print("written: " + ", ".join(str(p) for p in paths.values()))
+        return
 
     started = time.perf_counter()
     print("IMDB features (PV-DBOW; trained once, then read from the cache) ...", flush=True)
@@ -91,9 +142,10 @@ def main(argv=None):
                            log=lambda line: print(line, flush=True),
                            iterations=args.iterations, batch_size=args.batch_size,
                            weight_decay=args.weight_decay, eval_every=args.eval_every,
-                           device=args.device)
+                           log_every=args.log_every, device=args.device, warmup=args.warmup,
+                           ess_floor=args.ess_floor, per_class=args.per_class,
+                           sampler=args.sampler)
     report_dir = args.report_dir or args.out
-    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
     notes = (f"Features: {feature_time:.0f} s (PV-DBOW, fingerprint {features.fingerprint}); "
              f"{jobs} run(s) at a time; whole command {time.perf_counter() - started:.0f} s.")
     paths = imdb.write_report(table, report_dir, args.figure_dir, command=command, notes=notes)

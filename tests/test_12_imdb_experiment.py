@@ -85,7 +85,7 @@ def test_run_table_end_to_end(device, features, tmp_path):
         final = record["evals"][-1]
         assert record["final_test_accuracy"] == final["test_accuracy"]
         assert record["best_test_accuracy"] == max(e["test_accuracy"] for e in record["evals"])
-        assert sum(final["test_predicted"]) == 600 and len(final["test_class_accuracy"]) == 2
+        assert sum(final["test_class_histogram"]) == 600 and len(final["test_class_accuracy"]) == 2
         assert record["step_ms"] > 0 and record["wall_time"] > 0
         if s["row"] == "r0":
             assert record["train_corrupted"] == 0 and final["train_accuracy_corrupted"] is None

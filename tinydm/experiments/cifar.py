@@ -100,7 +100,9 @@ FIGURES = ("accuracy", "p_i", "ess", "test_predictions")
 class Config:
     """Everything that determines a run (see the module docstring for the protocol).
 
-    ``loss`` is any name of :func:`tinydm.losses.get` with its ``loss_params``;
+    ``loss`` is any name of :func:`tinydm.losses.get` with its ``loss_params`` (for DM these
+    include the remedies for emphasis collapse, docs/emphasis-collapse.md: ``warmup``,
+    ``ess_floor``, ``per_class``; ``sampler="balanced"`` is the fourth);
     ``milestones`` are iterations (``None``: :data:`DEFAULT_MILESTONES` of ``iterations``);
     ``eval_train_subset`` is a number of training examples (``None``: all of them);
     ``std`` divides the images per channel after the mean (``None``: no division, as released).
@@ -195,7 +197,8 @@ class Config:
         return replace(self, milestones=tuple(int(m) for m in milestones),
                        data_seed=self.seed if self.data_seed is None else self.data_seed,
                        out_dir=self.out_dir or str(Path("runs") / "cifar" / self.name),
-                       loss_params={k: float(v) for k, v in self.loss_params.items()},
+                       loss_params={k: v if isinstance(v, bool) else float(v)  # per_class
+                                    for k, v in self.loss_params.items()},
                        synthetic_sizes=tuple(self.synthetic_sizes),
                        std=None if self.std is None else tuple(self.std))
 

@@ -40,23 +40,37 @@ Protocol (REFERENCE.md, and the paper's Appendix D, whose solver agrees with it)
   the batch order (``spawn_key=(1, epoch)``) and the initialisation (``tinydm.manual_seed``).
   Both the corrupted labels and the training change from one seed to the next.
 * Evaluation every ``eval_every`` (250) iterations on the 25,000 test reviews: accuracy, the
-  accuracy of each class, and how many reviews are predicted as each class (a 50% run predicts
-  one class for all of them); and on the training set against the labels it was given, split
-  into the corrupted and the intact examples.
+  accuracy of each class, and how many reviews are predicted as each class
+  (``test_class_histogram``: a 50% run predicts one class for all of them; the collapse watch
+  of :func:`tinydm.train.fit` reads it); and on the training set against the labels it was
+  given, split into the corrupted and the intact examples.
 * The number of the table is the **final** test accuracy (after 10,000 iterations); the best
   over the evaluations is recorded beside it. The paper does not say which one Table 5 shows
   (for CIFAR-100, Table 1 shows the best, REFERENCE.md).
 
+Remedies for emphasis collapse (docs/emphasis-collapse.md; all off by default, so the paper's
+settings stay as published): DM's options ``warmup`` (beta rises from 0 over the first k
+iterations), ``ess_floor`` (tempered weights) and ``per_class`` (renormalised within each given
+class) go into DM's ``loss_params`` (other methods ignore them), and ``sampler="balanced"``
+draws every batch half from each given (noisy) label, 125 + 125 of 250
+(:class:`tinydm.data.sampling.BalancedBatches`, each batch drawn independently from (seed,
+iteration) instead of epochs; in the imbalanced rows this oversamples the minority, each
+negative review being seen about 10x or 50x as often as a positive one). A run with remedies
+has a tag (:attr:`RunSettings.variant`, e.g. ``+warmup1000+balanced``) in its file name, so it
+sits beside the plain run of the same seed; :func:`rescue_table` compares the two.
+
 Result files
 ------------
-One JSON per run, ``<out_dir>/<row>/<method>_seed<seed>.json`` (:func:`run_one`), written
-atomically once the run is complete: its settings (with a fingerprint of the features, so new
-features retrain), the final and best test accuracy, the evaluation curve, the logged training
-steps of :func:`tinydm.train.fit` (loss, ESS fraction, class shares of the emphasis), the size
-and realised noise of the training set, and the wall time. A run whose file exists with the same
-settings is not trained again, so an interrupted table resumes where it stopped (a run cut short
-is simply run again: it takes seconds). :func:`write_report` writes the table (``table.csv``,
-``table.md``), the curves of every run (``curves.csv``) and the figures.
+One JSON per run, ``<out_dir>/<row>/<method><variant>_seed<seed>.json`` (:func:`run_one`),
+written atomically once the run is complete: its settings (with a fingerprint of the features,
+so new features retrain), the final and best test accuracy, the evaluation curve, the logged
+training steps of :func:`tinydm.train.fit` (loss, ESS fraction, class shares of the emphasis),
+the collapse watch's warnings, the size and realised noise of the training set, and the wall
+time. A run whose file exists with the same settings is not trained again, so an interrupted
+table resumes where it stopped (a run cut short is simply run again: it takes seconds).
+:func:`write_report` writes the table (``table.csv``, ``table.md``), the curves of every run
+(``curves.csv``) and the figures; :func:`write_rescue_report` the rescue table of the remedies
+and the figures of docs/emphasis-collapse.md.
 """
 
 from __future__ import annotations
@@ -74,16 +88,21 @@ import numpy as np
 
 import tinydm
 from .. import backend, losses, nn, optim
-from ..data import noise
+from ..data import noise, sampling
 from ..tensor import Tensor
 from ..train import History, accuracy, class_histogram, fit, predict, write_json
 
-RECORD_FORMAT = "tinydm-imdb-run-v1"
+# v2: the evaluation key "test_predicted" became "test_class_histogram" (the collapse watch
+# reads keys ending in "class_histogram"), settings gained "sampler", records "warnings"
+RECORD_FORMAT = "tinydm-imdb-run-v2"
 NUM_CLASSES = 2
 FEATURE_DIM = 100
 SEEDS = (123, 124, 125)
 NOISE_STREAM, BATCH_STREAM = 0, 1  # spawn keys of a seed's independent random streams
 ONE_CLASS = 0.99  # a run "predicts one class" when at least this share of the test set gets it
+SAMPLERS = ("shuffle", "balanced")
+#: DM's remedies for emphasis collapse (tinydm.losses.DM) and their "off" values.
+REMEDIES = {"warmup": 0, "ess_floor": 0.0, "per_class": False}
 FLAG_POINTS = 2.0  # cells further than this from the paper (in accuracy points) are flagged
 
 
@@ -148,8 +167,9 @@ class RunSettings:
     (on one device), which is what lets a finished run be skipped.
 
     ``loss_params`` are the loss's keyword arguments (``{"q": 0.7}`` for GCE, ``{"lam": ...,
-    "beta": ...}`` for DM); ``features`` is the fingerprint of the feature arrays
-    (:attr:`Features.fingerprint`).
+    "beta": ...}`` for DM, plus any remedy of :data:`REMEDIES` that is on); ``sampler`` is
+    ``"shuffle"`` (epochs) or ``"balanced"`` (half of each batch from each given label);
+    ``features`` is the fingerprint of the feature arrays (:attr:`Features.fingerprint`).
     """
 
     row: str
@@ -158,6 +178,7 @@ class RunSettings:
     loss_params: dict = field(default_factory=dict)
     iterations: int = 10_000
     batch_size: int = 250
+    sampler: str = "shuffle"
     base_lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 0.002
@@ -173,20 +194,38 @@ class RunSettings:
         return asdict(self)
 
     @property
+    def variant(self):
+        """The remedies in use as a tag, ``""`` for none: ``+warmup1000``, ``+ess0.99``,
+        ``+perclass``, ``+balanced``, in this order."""
+        p = self.loss_params
+        tags = [f"warmup{p['warmup']}" if p.get("warmup") else "",
+                f"ess{p['ess_floor']:g}" if p.get("ess_floor") else "",
+                "perclass" if p.get("per_class") else "",
+                self.sampler if self.sampler != "shuffle" else ""]
+        return "".join("+" + t for t in tags if t)
+
+    @property
     def name(self):
-        return f"{self.row}/{self.method}_seed{self.seed}"
+        return f"{self.row}/{self.method}{self.variant}_seed{self.seed}"
 
 
-def make_settings(row_key, method, seed, lam=None, beta=None, **protocol):
+def make_settings(row_key, method, seed, lam=None, beta=None, warmup=0, ess_floor=0.0,
+                  per_class=False, **protocol):
     """The settings of one cell and seed: the paper's loss parameters (GCE's q = 0.7; DM's
-    lam and beta of the row unless ``lam``/``beta`` are given) and the protocol's defaults,
-    which ``protocol`` (any other :class:`RunSettings` field) overrides."""
+    lam and beta of the row unless ``lam``/``beta`` are given), DM's remedies ``warmup``,
+    ``ess_floor``, ``per_class`` (:data:`REMEDIES`; only DM has them, other methods ignore
+    them) and the protocol's defaults, which ``protocol`` (any other :class:`RunSettings`
+    field, ``sampler`` included) overrides."""
     r = row(row_key)
     if method not in METHODS:
         raise ValueError(f"imdb: unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"imdb: warmup must be a number of iterations >= 0, got {warmup!r}")
     if method == "dm":
         params = {"lam": float(r.lam if lam is None else lam),
                   "beta": float(r.beta if beta is None else beta)}
+        remedies = {"warmup": warmup, "ess_floor": float(ess_floor), "per_class": bool(per_class)}
+        params.update({k: v for k, v in remedies.items() if v != REMEDIES[k]})
     elif method in ("gce", "gce-dn"):
         params = {"q": 0.7}
     else:
@@ -196,6 +235,9 @@ def make_settings(row_key, method, seed, lam=None, beta=None, **protocol):
         value = getattr(settings, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"imdb: {name} must be a positive integer, got {value!r}")
+    if settings.sampler not in SAMPLERS:
+        raise ValueError(f"imdb: sampler must be one of {SAMPLERS}, got {settings.sampler!r}")
+    losses.get(method, **params)  # a clear error now for a remedy out of range (ess_floor > 1)
     backend._check_device(settings.device)
     return settings
 
@@ -294,6 +336,33 @@ def build_model(settings, dim=FEATURE_DIM):
     return model.to(settings.device)
 
 
+def batch_indices(settings, labels, device):
+    """``f(it)``: the positions in the training set (``labels``, the given labels, on the host)
+    of the batch of iteration ``it``, as a device int64 array.
+
+    ``"shuffle"``: every epoch a permutation drawn from (seed, epoch), cut into ``n // batch``
+    batches. ``"balanced"``: :class:`tinydm.data.sampling.BalancedBatches` with
+    ``batch // 2`` examples of each given label, drawn from (seed, iteration). Both are drawn
+    on the host and sent to the device, so every device trains on the same batches.
+    """
+    n, batch = labels.size, settings.batch_size
+    if settings.sampler == "balanced":
+        balanced = sampling.BalancedBatches(labels, batch, settings.seed, device="cpu",
+                                            images_per_class=max(1, batch // NUM_CLASSES))
+        return lambda it: backend.to_device(balanced(it), device)
+    per_epoch = n // batch
+    order = {}  # the permutation of the current epoch, drawn once per epoch
+
+    def shuffled(it):
+        epoch, k = divmod(it, per_epoch)
+        if order.get("epoch") != epoch:
+            perm = _generator(settings.seed, BATCH_STREAM, epoch).permutation(n)
+            order.update(epoch=epoch, perm=backend.to_device(perm, device))
+        return order["perm"][k * batch:(k + 1) * batch]
+
+    return shuffled
+
+
 def _fraction(hits, mask, count):
     """The share of ``hits`` among the examples of ``mask`` (None when there are none)."""
     return float((hits & mask).sum()) / count if count else None
@@ -324,16 +393,10 @@ def train_run(settings, features, progress=False):
                     weight_decay=settings.weight_decay, caffe_style=True)
     schedule = optim.InvLR(opt, gamma=settings.lr_gamma, power=settings.lr_power)
     loss_fn = losses.get(settings.method, **settings.loss_params)
-
-    per_epoch = n // batch
-    order = {}  # the permutation of the current epoch, drawn once per epoch
+    indices_of = batch_indices(settings, labels, device)
 
     def batches(it):
-        epoch, k = divmod(it, per_epoch)
-        if order.get("epoch") != epoch:
-            perm = _generator(settings.seed, BATCH_STREAM, epoch).permutation(n)
-            order.update(epoch=epoch, perm=backend.to_device(perm, device))
-        chosen = order["perm"][k * batch:(k + 1) * batch]
+        chosen = indices_of(it)
         return Tensor(x[chosen], device=device), Tensor(y[chosen], device=device)
 
     eval_time = [0.0]
@@ -348,7 +411,7 @@ def train_run(settings, features, progress=False):
             "test_accuracy": accuracy(test_logits, y_test),
             "test_class_accuracy": [_fraction(test_hits, test_is[k], test_counts[k])
                                     for k in range(NUM_CLASSES)],
-            "test_predicted": class_histogram(test_logits, NUM_CLASSES),
+            "test_class_histogram": class_histogram(test_logits, NUM_CLASSES),
             "train_accuracy": accuracy(train_logits, y),
             "train_accuracy_intact": _fraction(train_hits, ~is_corrupted, n - n_corrupted),
             "train_accuracy_corrupted": _fraction(train_hits, is_corrupted, n_corrupted),
@@ -379,8 +442,8 @@ def train_run(settings, features, progress=False):
         "final_test_accuracy": final["test_accuracy"],
         "best_test_accuracy": best["test_accuracy"],
         "best_iteration": best["iteration"],
-        "final_test_predicted": final["test_predicted"],
-        "final_one_class": one_class(final["test_predicted"]),
+        "final_test_class_histogram": final["test_class_histogram"],
+        "final_one_class": one_class(final["test_class_histogram"]),
         "diverged_by": diverged_by,
         "train_size": n,
         "train_label_counts": [int((labels == k).sum()) for k in range(NUM_CLASSES)],
@@ -392,6 +455,7 @@ def train_run(settings, features, progress=False):
         "machine": {"platform": platform.platform(), "processor": _cpu_name(),
                     "cpus": os.cpu_count(), "python": platform.python_version(),
                     "numpy": np.__version__, "tinydm": tinydm.__version__},
+        "warnings": history.warnings,
         "evals": history.evals,
         "steps": history.steps,
     }
@@ -416,7 +480,8 @@ def _cpu_name():
 
 def run_path(out_dir, settings):
     """Where the record of a run is written."""
-    return Path(out_dir) / settings.row / f"{settings.method}_seed{settings.seed}.json"
+    name = f"{settings.method}{settings.variant}_seed{settings.seed}.json"
+    return Path(out_dir) / settings.row / name
 
 
 def load_record(out_dir, settings):
@@ -478,7 +543,8 @@ def _run_in_worker(settings):
 
 def _describe(index, total, settings, record, trained):
     r = row(settings.row)
-    text = (f"[{index:>3}/{total}] {r.title:<9} {settings.method:<7} seed {settings.seed}  "
+    text = (f"[{index:>3}/{total}] {r.title:<9} {settings.method + settings.variant:<7} "
+            f"seed {settings.seed}  "
             f"final {100 * record['final_test_accuracy']:5.1f}  "
             f"best {100 * record['best_test_accuracy']:5.1f}")
     if record["diverged_by"]:
@@ -551,25 +617,31 @@ def _mean_std(values):
     return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else 0.0
 
 
+def settings_of(record):
+    """The :class:`RunSettings` of a record."""
+    return RunSettings(**record["settings"])
+
+
 def summarise(records):
-    """One dict per (row, method) cell, in the order first met: the seeds, the final and best
+    """One dict per (row, method, variant) cell, in the order first met: the remedies in use
+    (``variant``, "" for none), the seeds, the final and best
     test accuracy of each run and their mean, sample std (ddof = 1), min and max (in %), the
     paper's number, our mean minus it, whether that is more than :data:`FLAG_POINTS`, and how
     many runs end predicting one class for (almost) every test review and how many diverged
     (non-finite loss; such a network predicts class 0 for every review)."""
     cells = {}
     for record in records:
-        s = record["settings"]
-        cells.setdefault((s["row"], s["method"]), []).append(record)
+        s = settings_of(record)
+        cells.setdefault((s.row, s.method, s.variant), []).append(record)
     summary = []
-    for (row_key, method), runs in cells.items():
+    for (row_key, method, variant), runs in cells.items():
         final = [100 * r["final_test_accuracy"] for r in runs]
         best = [100 * r["best_test_accuracy"] for r in runs]
         final_mean, final_std = _mean_std(final)
         best_mean, best_std = _mean_std(best)
         paper = paper_value(row_key, method)
         summary.append({
-            "row": row_key, "method": method, "n": len(runs),
+            "row": row_key, "method": method, "variant": variant, "n": len(runs),
             "seeds": [r["settings"]["seed"] for r in runs],
             "loss_params": runs[0]["settings"]["loss_params"],
             "final": final, "final_mean": final_mean, "final_std": final_std,
@@ -584,11 +656,25 @@ def summarise(records):
 
 
 def _grid(summary):
-    """``(rows, methods, {(row, method): cell})`` in the table's order."""
-    by_cell = {(c["row"], c["method"]): c for c in summary}
+    """``(rows, methods, {(row, method): cell})`` in the table's order. One table shows one
+    variant of each method (a run_table call has one set of remedies; :func:`rescue_table`
+    compares variants)."""
+    by_cell = {}
+    for c in summary:
+        if (c["row"], c["method"]) in by_cell:
+            raise ValueError(f"imdb: the summary has two variants of {c['row']} {c['method']} "
+                             f"({by_cell[c['row'], c['method']]['variant'] or 'plain'} and "
+                             f"{c['variant'] or 'plain'}); compare variants with rescue_table")
+        by_cell[c["row"], c["method"]] = c
     rows = [r for r in ROW_KEYS if any(k[0] == r for k in by_cell)]
     methods = [m for m in METHODS if any(k[1] == m for k in by_cell)]
     return rows, methods, by_cell
+
+
+def _title(by_cell, method):
+    """A column's title: the method and the remedies its runs used (``DM+warmup1000``)."""
+    variants = sorted({c["variant"] for (_, m), c in by_cell.items() if m == method})
+    return METHOD_TITLES[method] + "/".join(variants)
 
 
 def format_table(summary, key="final"):
@@ -601,9 +687,10 @@ def format_table(summary, key="final"):
         mark = ("*" if cell["flagged"] and key == "final" else "") + \
             (f"!{cell['one_class']}" if cell["one_class"] else "")
         ours[r, m] = f"{cell[key + '_mean']:.1f}±{cell[key + '_std']:.1f}{mark}"
-    width = {m: 2 + max([len(METHOD_TITLES[m])] + [len(t) for (_, k), t in ours.items() if k == m])
+    titles = {m: _title(by_cell, m) for m in methods}
+    width = {m: 2 + max([len(titles[m])] + [len(t) for (_, k), t in ours.items() if k == m])
              for m in methods}
-    lines = [f"{'':<9} {'':<5}" + "".join(f"{METHOD_TITLES[m]:>{width[m]}}" for m in methods)]
+    lines = [f"{'':<9} {'':<5}" + "".join(f"{titles[m]:>{width[m]}}" for m in methods)]
     for r in rows:
         lines.append(f"{row(r).title:<9} {'ours':<5}" + "".join(
             f"{ours.get((r, m), '-'):>{width[m]}}" for m in methods))
@@ -625,7 +712,7 @@ def markdown_table(summary, key="final"):
     paper in bold, and the number of runs that end predicting one class as ``[k/n one-class]``
     (``, j diverged`` when j of them had a non-finite loss)."""
     rows, methods, by_cell = _grid(summary)
-    lines = ["| | " + " | ".join(METHOD_TITLES[m] for m in methods) + " |",
+    lines = ["| | " + " | ".join(_title(by_cell, m) for m in methods) + " |",
              "|---|" + "---:|" * len(methods)]
     for r in rows:
         cells = []
@@ -646,9 +733,187 @@ def markdown_table(summary, key="final"):
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------------------------
+# Emphasis collapse: the remedies against the plain run (docs/emphasis-collapse.md)
+# ----------------------------------------------------------------------------------------------
+def load_records(out_dir):
+    """Every complete run record under ``out_dir`` (any row, method and variant), in the order
+    of their paths."""
+    records = []
+    for path in sorted(Path(out_dir).rglob("*.json")):
+        try:
+            with open(path) as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and record.get("format") == RECORD_FORMAT:
+            records.append(record)
+    return records
+
+
+def collapse_course(record):
+    """How a run went through emphasis collapse: ``one_class_evals``, the share of its
+    evaluations that predict one class for (almost) every test review; ``last_one_class``, the
+    iteration of the last of them (None: never); ``final_one_class``."""
+    flags = [one_class(e["test_class_histogram"]) for e in record["evals"]]
+    last = [e["iteration"] for e, f in zip(record["evals"], flags) if f]
+    return {"one_class_evals": sum(flags) / len(flags) if flags else 0.0,
+            "last_one_class": last[-1] if last else None,
+            "final_one_class": record["final_one_class"]}
+
+
+def rescue_table(records, method="dm"):
+    """Each remedy against the plain run of the same row and seeds: one dict per (row,
+    variant) of ``method``, rows in table order, the plain variant (``""``) first, then the
+    others in the order first met. Each has the seeds, the final test accuracies (%) and
+    whether each run ends one-class (``ends_one_class``), their mean and sample std,
+    ``final_healthy_mean`` (the mean without the one-class runs), ``one_class`` (how many
+    end one-class), ``one_class_evals`` (mean share of one-class evaluations), the training
+    time summed over the runs (``wall_time``, s) and, against the plain runs of the same
+    seeds:
+
+    * ``collapsed``: how many of these seeds end one-class without the remedy, ``rescued``:
+      how many of those do not with it, ``new``: how many end one-class only with it;
+    * ``cost``: the mean of (this run's final - the plain run's final), in points, over the
+      seeds where neither ends one-class (``cost_n`` of them; ``cost_min``, ``cost_max``):
+      what the remedy costs, or gains, where there was nothing to rescue.
+
+    Seeds without a plain run are left out of the comparisons (``paired`` says how many
+    remain)."""
+    groups, protocols = {}, {}
+    for record in records:
+        s = settings_of(record)
+        if s.method != method:
+            continue
+        groups.setdefault((s.row, s.variant), {})[s.seed] = record
+        # what must agree within a row for the comparison to mean anything (evaluation and
+        # logging frequencies, the device and the remedies may differ)
+        protocol = {k: v for k, v in s.as_dict().items()
+                    if k not in ("seed", "loss_params", "sampler", "eval_every", "log_every",
+                                 "device")}
+        protocol.update({k: v for k, v in s.loss_params.items() if k not in REMEDIES})
+        if protocols.setdefault(s.row, protocol) != protocol:
+            differ = sorted(k for k in protocol if protocols[s.row].get(k) != protocol[k])
+            raise ValueError(f"imdb: the runs of row {s.row} differ in {', '.join(differ)}; "
+                             f"rescue_table compares runs that differ only by the remedies")
+    plain_of = {r: groups.get((r, ""), {}) for r in ROW_KEYS}
+    table = []
+    for r in ROW_KEYS:
+        variants = [v for (row_key, v) in groups if row_key == r]
+        for variant in sorted(variants, key=lambda v: (v != "", variants.index(v))):
+            runs = groups[r, variant]
+            seeds = sorted(runs)
+            final = [100 * runs[s]["final_test_accuracy"] for s in seeds]
+            mean, std = _mean_std(final)
+            ends = {s: runs[s]["final_one_class"] for s in seeds}
+            paired = [s for s in seeds if s in plain_of[r]]
+            was = {s: plain_of[r][s]["final_one_class"] for s in paired}
+            healthy = [s for s in paired if not was[s] and not ends[s]]
+            cost = [100 * (runs[s]["final_test_accuracy"] - plain_of[r][s]["final_test_accuracy"])
+                    for s in healthy]
+            courses = [collapse_course(runs[s]) for s in seeds]
+            table.append({
+                "row": r, "title": row(r).title, "method": method, "variant": variant,
+                "n": len(seeds), "seeds": seeds,
+                "loss_params": runs[seeds[0]]["settings"]["loss_params"],
+                "sampler": runs[seeds[0]]["settings"]["sampler"],
+                "final": final, "ends_one_class": [ends[s] for s in seeds],
+                "final_mean": mean, "final_std": std,
+                "final_healthy_mean": (float(np.mean([f for f, s in zip(final, seeds)
+                                                      if not ends[s]]))
+                                       if not all(ends.values()) else None),
+                "one_class": sum(ends.values()),
+                "one_class_evals": float(np.mean([c["one_class_evals"] for c in courses])),
+                "paired": len(paired), "collapsed": sum(was.values()),
+                "rescued": sum(was[s] and not ends[s] for s in paired),
+                "new": sum(ends[s] and not was[s] for s in paired),
+                "cost": float(np.mean(cost)) if cost else None, "cost_n": len(cost),
+                "cost_min": min(cost) if cost else None, "cost_max": max(cost) if cost else None,
+                "wall_time": float(sum(runs[s]["wall_time"] for s in seeds)),
+            })
+    return table
+
+
+def markdown_rescue_table(table):
+    """The rescue table in Markdown, one line per row and remedy."""
+    lines = ["| row | DM | seeds | end one-class | rescued | newly one-class | final acc. (%) "
+             "| mean of the others | cost vs plain, same seeds (points) | one-class evals |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for c in table:
+        healthy = "-" if c["final_healthy_mean"] is None else f"{c['final_healthy_mean']:.1f}"
+        if c["variant"] == "":
+            rescued = new = cost = "(plain)"
+        else:
+            rescued = f"{c['rescued']}/{c['collapsed']}"
+            new = f"{c['new']}"
+            cost = ("-" if c["cost"] is None else
+                    f"{c['cost']:+.2f} [{c['cost_min']:+.1f}, {c['cost_max']:+.1f}] "
+                    f"(n={c['cost_n']})")
+        lines.append(f"| {row(c['row']).title} | {c['variant'] or 'plain'} | {c['n']} | "
+                     f"{c['one_class']}/{c['n']} | {rescued} | {new} | "
+                     f"{c['final_mean']:.1f} ± {c['final_std']:.1f} | {healthy} | {cost} | "
+                     f"{100 * c['one_class_evals']:.0f}% |")
+    return "\n".join(lines)
+
+
+RESCUE_COLUMNS = ("row", "method", "variant", "loss_params", "sampler", "n", "seeds", "final",
+                  "ends_one_class", "final_mean", "final_std", "final_healthy_mean", "one_class",
+                  "one_class_evals", "paired", "collapsed", "rescued", "new", "cost", "cost_n",
+                  "cost_min", "cost_max", "wall_time")
+
+
+def write_rescue_report(records, report_dir, figure_dir=None, command=None, method="dm"):
+    """Write ``rescue.md`` and ``rescue.csv`` (:func:`rescue_table` of ``records``) into
+    ``report_dir`` and the figures ``collapse_imdb_seeds.png`` (the plain runs at r = 0.4),
+    ``collapse_imdb_remedies.png`` (every variant at r = 0.4), ``collapse_rescue.png`` (final
+    accuracy per seed, row and variant) and ``collapse_feedback.png`` (the analytic model of
+    docs/emphasis-collapse.md) into ``figure_dir`` (default ``report_dir``). Returns the
+    paths written."""
+    from .. import plot
+
+    report_dir = Path(report_dir)
+    figure_dir = Path(figure_dir) if figure_dir is not None else report_dir
+    report_dir.mkdir(parents=True, exist_ok=True)
+    figure_dir.mkdir(parents=True, exist_ok=True)
+    table = rescue_table(records, method)
+    paths = {"rescue_md": report_dir / "rescue.md", "rescue_csv": report_dir / "rescue.csv"}
+    with open(paths["rescue_csv"], "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(RESCUE_COLUMNS)
+        for c in table:
+            writer.writerow([_csv_value(c[k]) for k in RESCUE_COLUMNS])
+    with open(paths["rescue_md"], "w") as f:
+        f.write(f"# IMDB: remedies for emphasis collapse ({method.upper()}), against the plain "
+                f"run of the same seeds\n\n")
+        if command:
+            f.write(f"Command: `{command}`\n\n")
+        f.write(markdown_rescue_table(table) + "\n\n")
+        f.write(f"*End one-class*: the final evaluation predicts one class for at least "
+                f"{ONE_CLASS:.0%} of the test reviews (50% accuracy). *Rescued*: of the seeds "
+                f"whose plain run ends one-class, how many do not with the remedy. *Cost*: mean "
+                f"(remedy - plain) final accuracy over the seeds where neither ends one-class "
+                f"[min, max]. *One-class evals*: mean share of the evaluations that are "
+                f"one-class. Training time summed over the runs of each line is in "
+                f"rescue.csv (wall_time, s).\n")
+    figures = {"collapse_rescue": plot.collapse_rescue(table),
+               "collapse_feedback": plot.collapse_feedback()}
+    r04 = [r for r in records if r["settings"]["row"] == "r0.4"
+           and r["settings"]["method"] == method]
+    plain = [r for r in r04 if settings_of(r).variant == ""]
+    if plain:
+        figures["collapse_imdb_seeds"] = plot.collapse_seeds(plain)
+    if r04:
+        figures["collapse_imdb_remedies"] = plot.collapse_remedies(
+            {v: [r for r in r04 if settings_of(r).variant == v]
+             for v in dict.fromkeys(c["variant"] for c in table if c["row"] == "r0.4")})
+    for name, fig in figures.items():
+        paths[name] = plot.save(fig, figure_dir, name, formats=("png",), dpi=100)[0]
+    return paths
+
+
 TABLE_COLUMNS = ("row", "method", "loss_params", "n", "seeds", "final_mean", "final_std",
                  "final_min", "final_max", "best_mean", "best_std", "paper", "diff", "flagged",
-                 "one_class", "diverged", "final", "best")
+                 "one_class", "diverged", "final", "best", "variant")
 CURVE_COLUMNS = ("row", "method", "seed", "iteration", "test_accuracy", "test_predicted_neg",
                  "test_predicted_pos", "test_accuracy_neg", "test_accuracy_pos",
                  "train_accuracy", "train_accuracy_intact", "train_accuracy_corrupted")
@@ -682,7 +947,7 @@ def write_curves_csv(records, path):
             for e in record["evals"]:
                 writer.writerow([_csv_value(v) for v in (
                     s["row"], s["method"], s["seed"], e["iteration"], e["test_accuracy"],
-                    *e["test_predicted"], *e["test_class_accuracy"], e["train_accuracy"],
+                    *e["test_class_histogram"], *e["test_class_accuracy"], e["train_accuracy"],
                     e["train_accuracy_intact"], e["train_accuracy_corrupted"])])
 
 

@@ -22,8 +22,9 @@ CIFAR-100 Table 1 protocol:
         --iterations 30000 --milestones 15000 22000 --loss dm --lam 0.5 --beta 8
 
 Shorter runs on a CPU. Measured on this 2-core machine (NumPy/OpenBLAS, ResNet-20, batches of
-128, while other jobs were running): about 2.2 s of CPU per training iteration and 7 ms per
-evaluated image (about 70 s for the 10,000 test images). Single-threaded BLAS is the steadier
+128, while other jobs were running): about 2.2 s of CPU per training iteration before the conv2d
+speed-ups of docs/benchmarks.md, about 1.0-1.3 s single-threaded after them, and 7 ms per
+evaluated image (about 70 s for the 10,000 test images) before them. Single-threaded BLAS is the steadier
 choice when runs share the cores (OMP_NUM_THREADS=1, one run per core):
 
     # (a) the full training set, about an hour: 1,500 iterations (~4 epochs)

@@ -66,7 +66,7 @@ def test_batch_norm_directional_gradcheck_on_a_bigger_input(device, rng, trainin
 
 
 def test_batch_norm_of_a_conv_output(device, rng):
-    """conv2d returns channel-major memory (a transposed view); batch_norm must not care."""
+    """batch_norm on what conv2d returns, checked end to end (conv feeding BN, as in a ResNet)."""
     x, w = tensor(rng.standard_normal((3, 2, 5, 5))), tensor(rng.standard_normal((4, 2, 3, 3)))
     gamma, beta, (rm, rv) = params(rng, 4)
 

@@ -85,8 +85,12 @@ def test_the_collapse_watch_fires_on_a_collapsing_run_and_not_on_a_healthy_one()
     with pytest.warns(RuntimeWarning, match="ESS fraction has stayed below 0.25"):
         for it in range(1, 5):
             watch.step({"iteration": it, "ess_fraction": 0.1, "batch_accuracy": 0.5}, collapsing)
-    with pytest.warns(RuntimeWarning, match="puts 97% of the predictions in class 1"):
-        watch.evaluation({"iteration": 5, "test_class_histogram": [3, 97]}, collapsing)
+    watch.evaluation({"iteration": 5, "test_class_histogram": [3, 97]}, collapsing)  # once: a phase
+    watch.evaluation({"iteration": 6, "test_class_histogram": [50, 50]}, collapsing)
+    watch.evaluation({"iteration": 7, "test_class_histogram": [3, 97]}, collapsing)
+    assert len(collapsing.warnings) == 1
+    with pytest.warns(RuntimeWarning, match=r"2 evaluations in a row \(now 98% in class 1\)"):
+        watch.evaluation({"iteration": 8, "test_class_histogram": [2, 98]}, collapsing)
     assert len(collapsing.warnings) == 2 and "emphasis-collapse.md" in collapsing.warnings[0]
 
 

@@ -99,9 +99,10 @@ class CollapseWatch:
       the batch is not fitted (batch accuracy below ``fitted``): a few examples take almost all
       of the emphasis. (A network that fits its batches also has a low ESS under CCE, whose
       weight ``2(1 - p_i)`` vanishes on fitted examples: that is convergence, not collapse.);
-    * an evaluation after iteration ``after`` has a ``*class_histogram`` with more than
-      ``share`` of the predictions in one class: the network has locked onto it. (A network
-      just initialised often predicts one class; that is not collapse, hence ``after``.)
+    * ``share_patience`` evaluations in a row after iteration ``after`` have a
+      ``*class_histogram`` with more than ``share`` of the predictions in one class: the network
+      has locked onto it. (A network just initialised, or passing through a brief one-class
+      phase, often predicts one class; that is not collapse, hence ``after`` and the streak.)
 
     Each warning names the likely cause (DM's batch renormalisation feeding back on the class
     the network favours) and the remedies; it is also kept in ``history.warnings``.
@@ -113,10 +114,10 @@ class CollapseWatch:
              "(warmup=k), per-class renormalisation (per_class=True), an ESS floor (ess_floor=0.5), "
              "or class-balanced batches")
 
-    def __init__(self, ess=0.25, patience=5, share=0.9, fitted=0.95, after=100):
+    def __init__(self, ess=0.25, patience=5, share=0.9, fitted=0.95, after=100, share_patience=2):
         self.ess, self.patience, self.share, self.fitted = ess, patience, share, fitted
-        self.after = after
-        self.low_streak, self.warned = 0, set()
+        self.after, self.share_patience = after, share_patience
+        self.low_streak, self.one_class_streak, self.warned = 0, 0, set()
 
     def _warn(self, kind, message, history):
         if kind in self.warned:
@@ -137,12 +138,16 @@ class CollapseWatch:
     def evaluation(self, metrics, history):
         if metrics["iteration"] < self.after:
             return
-        for key, counts in metrics.items():
-            total = sum(counts) if key.endswith("class_histogram") else 0
-            if total and max(counts) > self.share * total:
-                self._warn("predictions", f"iteration {metrics['iteration']}: {key} puts "
-                           f"{max(counts) / total:.0%} of the predictions in class "
-                           f"{counts.index(max(counts))}", history)
+        locked = [(key, counts) for key, counts in metrics.items() if key.endswith("class_histogram")
+                  and sum(counts) and max(counts) > self.share * sum(counts)]
+        self.one_class_streak = self.one_class_streak + 1 if locked else 0
+        if locked and self.one_class_streak >= self.share_patience:
+            key, counts = locked[0]
+            self._warn("predictions", f"iteration {metrics['iteration']}: {key} has put more than "
+                       f"{self.share:.0%} of the predictions in one class for "
+                       f"{self.one_class_streak} evaluations in a row (now "
+                       f"{max(counts) / sum(counts):.0%} in class {counts.index(max(counts))})",
+                       history)
 
 
 def fit(model, loss_fn, optimizer, batches, iterations, num_classes, scheduler=None,

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 import tinydm as td
-import tinydm.functional as F
-from tinydm import backend, checkpoint, nn, optim
+from tinydm import backend, checkpoint, losses, nn, optim
 
 
 def _param(value):
@@ -249,12 +248,6 @@ def test_optimiser_load_rejects_other_types_and_sizes():
 
 
 # --- learning ------------------------------------------------------------------------------------
-def _cross_entropy(logits, labels):
-    """Mean of -log softmax(logits)[label] (composed from ops; the loss library has its own)."""
-    xp = backend.get_array_module(logits.data)
-    return -F.log_softmax(logits)[xp.arange(len(labels)), labels.data].mean()
-
-
 @pytest.mark.parametrize("kind", ["sgd", "adam"])
 def test_mlp_learns_xor(device, kind):
     td.manual_seed(0)
@@ -265,7 +258,7 @@ def test_mlp_learns_xor(device, kind):
            optim.SGD(model.parameters(), lr=0.5, momentum=0.9))
     for _ in range(300):
         opt.zero_grad()
-        loss = _cross_entropy(model(x), y)
+        loss = losses.cce(model(x), y)
         loss.backward()
         opt.step()
     assert float(loss.data) < 0.05

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 import tinydm as td
-import tinydm.functional as F
 from conftest import tensor
-from tinydm import backend, checkpoint, nn, optim
+from tinydm import backend, checkpoint, losses, nn, optim
 
 # Exact counts for 10 classes; He et al. (2016), Table 6: 0.27M, 0.46M, 0.66M, 0.85M, 1.7M.
 COUNTS = {20: (269722, 272474), 32: (464154, 466906), 44: (658586, 661338),
@@ -96,12 +95,6 @@ def test_mlp_layout():
 
 
 # --- learning ------------------------------------------------------------------------------------
-def _cross_entropy(logits, labels):
-    """Mean of -log softmax(logits)[label] (composed from ops; the loss library has its own)."""
-    xp = backend.get_array_module(logits.data)
-    return -F.log_softmax(logits)[xp.arange(len(labels)), labels.data].mean()
-
-
 def test_tiny_cnn_overfits_64_images(device):
     td.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -113,7 +106,7 @@ def test_tiny_cnn_overfits_64_images(device):
     opt = optim.Adam(net.parameters(), lr=0.01)
     for _ in range(60):
         opt.zero_grad()
-        loss = _cross_entropy(net(x), y)
+        loss = losses.cce(net(x), y)
         loss.backward()
         opt.step()
     assert float(loss.data) < 0.05
@@ -130,7 +123,7 @@ def test_resnet_checkpoint_across_devices(tmp_path, saved_on, loaded_on):
         td.manual_seed(0)
         net = nn.resnet_cifar(8, shortcut="B")
         opt = optim.SGD(net.parameters(), lr=0.1, momentum=0.9, caffe_style=True)
-        _cross_entropy(net(td.Tensor(x)), td.Tensor(np.array([1, 2]))).backward()
+        losses.cce(net(td.Tensor(x)), td.Tensor(np.array([1, 2]))).backward()
         opt.step()  # moves weights, momentum buffers and BN running statistics
         checkpoint.save(path, net, opt, extra={"iteration": 1})
         expected = net.eval()(td.Tensor(x)).numpy()

@@ -262,7 +262,22 @@ class Conv2d(Function):
                              f"{w.shape}, got {b.shape}")
 
 
-class MaxPool2d(Function):
+class _Pool2d(Function):
+    """What the pools share: ``kernel`` and ``stride`` (default: the kernel) and the checks."""
+
+    op = "pool2d"
+
+    def __init__(self, kernel, stride=None):
+        self.kernel = _pair(kernel, self.op, "kernel", 1)
+        self.stride = self.kernel if stride is None else _pair(stride, self.op, "stride", 1)
+
+    def _output_size(self, x):
+        _check_4d(self.op, x)
+        self.x_shape = x.shape
+        return _output_size(self.op, x.shape, self.kernel, self.stride, (0, 0))
+
+
+class MaxPool2d(_Pool2d):
     """``y[n, c, a, b] = max over its window of x``.
 
     Only the maximal element of a window affects ``y``, with slope 1, so the gradient of each
@@ -271,14 +286,10 @@ class MaxPool2d(Function):
     the same). Backward keeps only the argmax indices (output-sized).
     """
 
-    def __init__(self, kernel, stride=None):
-        self.kernel = _pair(kernel, "max_pool2d", "kernel", 1)
-        self.stride = self.kernel if stride is None else _pair(stride, "max_pool2d", "stride", 1)
+    op = "max_pool2d"
 
     def forward(self, x):
-        _check_4d("max_pool2d", x)
-        self.x_shape = x.shape
-        out_size = _output_size("max_pool2d", x.shape, self.kernel, self.stride, (0, 0))
+        out_size = self._output_size(x)
         n, c = x.shape[:2]
         # (N, C, kh*kw, Ho, Wo): a copy, since merging (kh, kw) cannot be a view of windows.
         windows = _windows(x, self.kernel, self.stride, out_size).reshape((n, c, -1) + out_size)
@@ -296,21 +307,17 @@ class MaxPool2d(Function):
         return _col2im(xp.zeros(self.x_shape, dtype=gy.dtype), gwindows, self.stride)
 
 
-class AvgPool2d(Function):
+class AvgPool2d(_Pool2d):
     """``y[n, c, a, b] = (1 / (kh*kw)) * sum over its window of x``.
 
     Every element of a window has slope 1/(kh*kw): ``gx = col2im(gy / (kh*kw) on every window
     element)``. Backward keeps nothing but shapes.
     """
 
-    def __init__(self, kernel, stride=None):
-        self.kernel = _pair(kernel, "avg_pool2d", "kernel", 1)
-        self.stride = self.kernel if stride is None else _pair(stride, "avg_pool2d", "stride", 1)
+    op = "avg_pool2d"
 
     def forward(self, x):
-        _check_4d("avg_pool2d", x)
-        self.x_shape = x.shape
-        out_size = _output_size("avg_pool2d", x.shape, self.kernel, self.stride, (0, 0))
+        out_size = self._output_size(x)
         return _windows(x, self.kernel, self.stride, out_size).mean(axis=(2, 3))
 
     def backward(self, gy):

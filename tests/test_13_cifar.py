@@ -15,6 +15,7 @@ from tinydm.data import sampling, transforms
 from tinydm.experiments import cifar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+import cifar_report  # noqa: E402
 import cifar_resnet  # noqa: E402
 
 
@@ -305,3 +306,32 @@ def test_command_line(tmp_path, capsys):
     assert "ms per training iteration" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="error: .*unknown loss"):
         cifar_resnet.main(["--loss", "nope"])
+
+
+def test_predicted_classes_counts_classes_above_one_percent():
+    assert cifar.predicted_classes([1000] * 10) == (10, 0.1)
+    assert cifar.predicted_classes([8930, 0, 0, 0, 1070, 0, 0, 0, 0, 0]) == (2, 0.893)
+    # 99 of 10,000 is below the 1% line, 100 is on it
+    assert cifar.predicted_classes([9801, 99, 100]) == (2, 0.9801)
+
+
+def test_report_compares_runs_in_table_9_columns(reference_run, tmp_path, capsys):
+    out, results = reference_run
+    s = results["summary"]
+    table = cifar.markdown_table({"DM": results}).splitlines()
+    assert len(table) == 3 and table[0].count("|") == table[2].count("|") == 11
+    cells = [c.strip() for c in table[2].split("|")[1:-1]]
+    assert cells[0] == "DM"
+    assert cells[1] == f"{100 * s['test_accuracy_best']:.1f} ({s['test_accuracy_best_iteration']})"
+    assert cells[3] == f"{100 * s['train_accuracy_noisy_labels_final']:.1f}"
+    assert cells[5] == f"{s['mean_p_clean_final']:.3f} / {s['mean_p_noisy_final']:.3f}"
+    assert cells[8] == "12"  # iterations done, no "(running)": the run finished
+    runs = cifar_report.main([f"A={out}", f"B={out}", "--out", str(tmp_path)])
+    assert list(runs) == ["A", "B"] and "| B |" in capsys.readouterr().out
+    assert "| A |" in (tmp_path / "table.md").read_text()
+    for name in ("accuracy", "p_i", "ess", "collapse"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit):
+        cifar_report.main([f"{tmp_path}", "--out", str(tmp_path)])  # no LABEL=
+    with pytest.raises(SystemExit):
+        cifar_report.main([f"A={tmp_path / 'nothing'}", "--out", str(tmp_path)])

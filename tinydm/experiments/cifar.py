@@ -283,6 +283,7 @@ class RunData:
                 f"training-set metrics on a fixed random subset of {m} of the {n} training "
                 f"examples ({int(self.corrupted[self.eval_index].sum())} of them corrupted)")
         return {"dataset": config.dataset, "num_classes": self.num_classes,
+                "classes": list(self.classes),
                 "train_size": n, "val_size": len(self.val_labels),
                 "test_size": len(self.test_labels),
                 "image_shape": list(self.train_images.shape[1:]),
@@ -591,6 +592,66 @@ def write_figures(results, out_dir, classes=None):
     return paths
 
 
+def predicted_classes(histogram, at_least=0.01):
+    """How many classes take at least ``at_least`` of the predictions, and the largest share:
+    ``(10, 0.12)`` for a healthy CIFAR-10 network, ``(2, 0.89)`` for one locked onto two."""
+    counts = np.asarray(histogram, dtype=float)
+    shares = counts / counts.sum()
+    return int((shares >= at_least).sum()), float(shares.max())
+
+
+def markdown_table(runs):
+    """Several runs (``{label: results}``) in Table 9's columns, in Markdown: best test accuracy
+    (its iteration) and final; training accuracy against the given labels ("corrupted" in the
+    paper: memorisation raises it) and the clean ones ("intact"); the mean ``p_i`` of the clean
+    and of the noisy training examples (Figure 2a); the final evaluation's predicted classes
+    (:func:`predicted_classes`); the ESS fraction over the last evaluation interval; the
+    iterations done and the wall time. Accuracies and shares in %."""
+    lines = ["| run | test best (it.) | test final | train, given labels | train, clean labels "
+             "| mean p_i clean / noisy | classes predicted (largest share) | ESS | iterations "
+             "| wall time |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for label, r in runs.items():
+        s, t = r["summary"], r["timing"]
+        if not s:
+            lines.append(f"| {label} | no evaluation yet |" + " |" * 8)
+            continue
+        k, top = predicted_classes(s["test_class_histogram_final"])
+        ess = s.get("ess_fraction_final")
+        lines.append(
+            f"| {label} | {100 * s['test_accuracy_best']:.1f} ({s['test_accuracy_best_iteration']})"
+            f" | {100 * s['test_accuracy_final']:.1f}"
+            f" | {100 * s['train_accuracy_noisy_labels_final']:.1f}"
+            f" | {100 * s['train_accuracy_clean_labels_final']:.1f}"
+            f" | {s['mean_p_clean_final']:.3f} / {s['mean_p_noisy_final']:.3f}"
+            f" | {k} ({100 * top:.0f}%) | {'-' if ess is None else f'{ess:.2f}'}"
+            f" | {t['iterations_done']}{'' if r['status'] == 'done' else ' (running)'}"
+            f" | {t['wall_seconds'] / 60:.0f} min |")
+    return "\n".join(lines)
+
+
+def write_report(runs, out_dir, classes=None):
+    """``table.md`` (:func:`markdown_table`) and the runs overlaid in ``accuracy.png``,
+    ``p_i.png``, ``ess.png`` and ``collapse.png`` (predictions by class, ESS and the largest
+    class share of the emphasis: :func:`tinydm.plot.collapse_cifar`) in ``out_dir``; returns
+    the paths written."""
+    from .. import plot
+
+    if classes is None:  # runs record their class names (older results files do not)
+        classes = next((r["data"]["classes"] for r in runs.values() if "classes" in r["data"]),
+                       None)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = out / "table.md"
+    table.write_text(markdown_table(runs) + "\n")
+    made = {"accuracy": plot.cifar_accuracy(runs), "p_i": plot.cifar_p_i(runs),
+            "ess": plot.cifar_ess(runs), "collapse": plot.collapse_cifar(runs, classes)}
+    paths = [table]
+    for name, fig in made.items():
+        paths += plot.save(fig, out, name, formats=("png",))
+    return paths
+
+
 def load_results(path):
     """A run's ``results.json`` (a file or its folder)."""
     path = Path(path)
@@ -600,5 +661,6 @@ def load_results(path):
 
 __all__ = ["Config", "RunData", "Evaluator", "run", "prepare_data", "synthetic_cifar",
            "load_dataset", "build_model", "build_optimizer", "make_sampler", "results_dict",
-           "summarise", "format_summary", "write_figures", "load_results", "DATASETS", "NOISES",
+           "summarise", "format_summary", "write_figures", "load_results", "predicted_classes",
+           "markdown_table", "write_report", "DATASETS", "NOISES",
            "SAMPLERS", "FIGURES"]

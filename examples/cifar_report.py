@@ -14,7 +14,7 @@ from tinydm.experiments import cifar
 
 
 def labelled_run(text):
-    label, sep, folder = text.partition("=")
+    label, sep, folder = text.rpartition("=")  # the last "=": labels may hold "λ=1"
     if not sep or not label or not folder:
         raise argparse.ArgumentTypeError(f"expected LABEL=FOLDER, got {text!r}")
     path = Path(folder)

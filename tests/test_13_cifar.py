@@ -326,8 +326,8 @@ def test_report_compares_runs_in_table_9_columns(reference_run, tmp_path, capsys
     assert cells[3] == f"{100 * s['train_accuracy_noisy_labels_final']:.1f}"
     assert cells[5] == f"{s['mean_p_clean_final']:.3f} / {s['mean_p_noisy_final']:.3f}"
     assert cells[8] == "12"  # iterations done, no "(running)": the run finished
-    runs = cifar_report.main([f"A={out}", f"B={out}", "--out", str(tmp_path)])
-    assert list(runs) == ["A", "B"] and "| B |" in capsys.readouterr().out
+    runs = cifar_report.main([f"A={out}", f"B, β=16={out}", "--out", str(tmp_path)])
+    assert list(runs) == ["A", "B, β=16"] and "| B, β=16 |" in capsys.readouterr().out
     assert "| A |" in (tmp_path / "table.md").read_text()
     for name in ("accuracy", "p_i", "ess", "collapse"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000

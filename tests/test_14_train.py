@@ -94,6 +94,32 @@ def test_the_collapse_watch_fires_on_a_collapsing_run_and_not_on_a_healthy_one()
     assert len(collapsing.warnings) == 2 and "emphasis-collapse.md" in collapsing.warnings[0]
 
 
+def test_the_collapse_watch_sees_a_lock_onto_a_few_of_many_classes():
+    """CIFAR-10 runs of DM lam=1, beta=16 lock onto two classes (docs/results.md): with C = 10
+    the watch looks at the two largest classes, with C = 100 at the twenty largest."""
+    from tinydm.train import CollapseWatch
+    healthy = History()
+    watch = CollapseWatch(after=0)
+    for it in (1, 2):  # five classes predicted: not locked
+        watch.evaluation({"iteration": it, "test_class_histogram":
+                          [3009, 0, 1764, 0, 1831, 0, 2048, 0, 42, 1306]}, healthy)
+        watch.evaluation({"iteration": it, "test_class_histogram": [100] * 100}, healthy)
+    assert healthy.warnings == []
+    two = History()
+    watch = CollapseWatch(after=0)
+    watch.evaluation({"iteration": 250, "test_class_histogram":
+                      [3386, 0, 0, 0, 6614, 0, 0, 0, 0, 0]}, two)
+    with pytest.warns(RuntimeWarning, match=r"in 2 of its 10 classes for 2 evaluations in a row "
+                                            r"\(now 96% in classes 0, 4\)"):
+        watch.evaluation({"iteration": 500, "test_class_histogram":
+                          [5179, 0, 0, 0, 4421, 0, 0, 0, 0, 400]}, two)
+    many = History()
+    watch = CollapseWatch(after=0)
+    with pytest.warns(RuntimeWarning, match="in 20 of its 100 classes"):
+        for it in (1, 2):
+            watch.evaluation({"iteration": it, "test_class_histogram": [50] * 20 + [0] * 80}, many)
+
+
 def _random_label_run(loss_fn, watch):
     td.manual_seed(1)
     rng = np.random.default_rng(1)

@@ -100,8 +100,9 @@ class CollapseWatch:
       of the emphasis. (A network that fits its batches also has a low ESS under CCE, whose
       weight ``2(1 - p_i)`` vanishes on fitted examples: that is convergence, not collapse.);
     * ``share_patience`` evaluations in a row after iteration ``after`` have a
-      ``*class_histogram`` with more than ``share`` of the predictions in one class: the network
-      has locked onto it. (A network just initialised, or passing through a brief one-class
+      ``*class_histogram`` with more than ``share`` of the predictions in its ``few`` largest
+      classes, ``few = max(1, C // 5)`` (one class out of 2 to 9, two out of 10): the network has
+      locked onto them. (A network just initialised, or passing through a brief one-class
       phase, often predicts one class; that is not collapse, hence ``after`` and the streak.)
 
     Each warning names the likely cause (DM's batch renormalisation feeding back on the class
@@ -138,15 +139,22 @@ class CollapseWatch:
     def evaluation(self, metrics, history):
         if metrics["iteration"] < self.after:
             return
-        locked = [(key, counts) for key, counts in metrics.items() if key.endswith("class_histogram")
-                  and sum(counts) and max(counts) > self.share * sum(counts)]
+        locked = []
+        for key, counts in metrics.items():
+            if key.endswith("class_histogram") and sum(counts):
+                few = max(1, len(counts) // 5)
+                top = sorted(range(len(counts)), key=lambda c: -counts[c])[:few]
+                held = sum(counts[c] for c in top) / sum(counts)
+                if held > self.share:
+                    locked.append((key, top, held, len(counts)))
         self.one_class_streak = self.one_class_streak + 1 if locked else 0
         if locked and self.one_class_streak >= self.share_patience:
-            key, counts = locked[0]
+            key, top, held, num_classes = locked[0]
+            where = "one class" if len(top) == 1 else f"{len(top)} of its {num_classes} classes"
             self._warn("predictions", f"iteration {metrics['iteration']}: {key} has put more than "
-                       f"{self.share:.0%} of the predictions in one class for "
-                       f"{self.one_class_streak} evaluations in a row (now "
-                       f"{max(counts) / sum(counts):.0%} in class {counts.index(max(counts))})",
+                       f"{self.share:.0%} of the predictions in {where} for "
+                       f"{self.one_class_streak} evaluations in a row (now {held:.0%} in class"
+                       f"{'es' if len(top) > 1 else ''} {', '.join(map(str, sorted(top)))})",
                        history)
 
 

@@ -21,21 +21,23 @@ CIFAR-100 Table 1 protocol:
         --sampler balanced --augment resize --noise symmetric --noise-rate 0.4 \\
         --iterations 30000 --milestones 15000 22000 --loss dm --lam 0.5 --beta 8
 
-Shorter runs on a CPU. Measured on this 2-core machine (NumPy/OpenBLAS, ResNet-20, batches of
-128, while other jobs were running): about 2.2 s of CPU per training iteration before the conv2d
-speed-ups of docs/benchmarks.md, about 1.0-1.3 s single-threaded after them, and 7 ms per
-evaluated image (about 70 s for the 10,000 test images) before them. Single-threaded BLAS is the steadier
-choice when runs share the cores (OMP_NUM_THREADS=1, one run per core):
+Shorter runs on a CPU, as measured in docs/results.md (2-core Xeon, NumPy/OpenBLAS, ResNet-20,
+batches of 128, one thread per run, two runs side by side): about 1.15-1.25 s per training
+iteration and about 40 s per evaluation of the 10,000 test images plus 2,000 training images.
+Single-threaded BLAS is the steadier choice when runs share the cores:
 
-    # (a) the full training set, about an hour: 1,500 iterations (~4 epochs)
-    OMP_NUM_THREADS=1 python examples/cifar_resnet.py --data-dir /root/data --iterations 1500 \\
-        --eval-every 250 --eval-train-subset 2000 --loss cce
-    # (b) a class-balanced subset for many epochs (200 per class: ~96 epochs), so CCE memorises
+    # (a) the full training set, 1,000 iterations (~2.6 epochs): about 24 min
+    OMP_NUM_THREADS=1 python examples/cifar_resnet.py --data-dir /root/data --iterations 1000 \\
+        --eval-every 250 --log-every 10 --eval-train-subset 2000 --loss cce
+    # (b) 100 images per class for 2,000 iterations (256 epochs), so CCE memorises: about 50 min
     OMP_NUM_THREADS=1 python examples/cifar_resnet.py --data-dir /root/data \\
-        --subset-per-class 200 --iterations 1500 --eval-every 250 --loss dm --lam 1 --beta 16
-    # hyperparameter search on a clean 20% validation split (the paper's 80/20)
+        --subset-per-class 100 --iterations 2000 --eval-every 200 --log-every 20 \\
+        --loss dm --lam 1 --beta 16
+    # hyperparameter search on a clean 20% validation split (the paper's 80/20): about 11 min
     OMP_NUM_THREADS=1 python examples/cifar_resnet.py --data-dir /root/data --val-fraction 0.2 \\
-        --iterations 1500 --eval-every 250 --eval-train-subset 2000 --loss dm --lam 1 --beta 12
+        --iterations 500 --eval-every 500 --eval-train-subset 2000 --loss dm --lam 1 --beta 8
+    # then compare runs in Table 9's columns, with the figures:
+    python examples/cifar_report.py CCE=runs/cifar/<cce run> "DM=runs/cifar/<dm run>" --out report
 
 Every --eval-every iterations the run evaluates (test accuracy, training accuracy against the
 noisy and the clean labels, mean p_i of clean and noisy examples, predicted-class histogram),

@@ -731,11 +731,14 @@ def collapse_cifar(runs, classes=None):
     names for the legend (default: the class indices)."""
     runs = _cifar_runs(runs)
     n = len(runs)
-    cols = max(n, 2)
-    fig = _figure(max(12.0, 5.0 * n), 8.4)
+    cols = min(max(n, 2), 3)            # predictions: up to three runs per row
+    rows = -(-n // cols) + 1            # ... and one row for the two batch panels
+    fig = _figure(5.0 * cols, 4.2 * rows)
+    grid = fig.add_gridspec(rows, 2 * cols)  # a run spans two columns, a batch panel `cols`
     with matplotlib.rc_context(STYLE):
         for k, (name, r, _) in enumerate(runs):
-            ax = _axes(fig, 2, cols, k + 1)
+            row, col = divmod(k, cols)
+            ax = _axes(fig, grid[row, 2 * col:2 * col + 2])
             evals = r["history"]["evals"]
             it = np.array([e["iteration"] for e in evals], dtype=float)
             hist = np.array([e["test_class_histogram"] for e in evals], dtype=float)
@@ -750,13 +753,13 @@ def collapse_cifar(runs, classes=None):
             ax.set_ylim(0, 100)
             ax.set_title(f"{name}: test predictions by class", fontsize=12)
             ax.set_xlabel("iteration")
-            if k == 0:
+            if k % cols == 0:
                 ax.set_ylabel("% of test images")
-            if k == n - 1:
+            if k == cols - 1:
                 ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9,
                           title="class", title_fontsize=9)
-        ess = _axes(fig, 2, cols, cols + 1)
-        top = _axes(fig, 2, cols, cols + 2)
+        ess = _axes(fig, grid[rows - 1, :cols])
+        top = _axes(fig, grid[rows - 1, cols:])
         for name, r, colour in runs:
             steps = r["history"]["steps"]
             it = [s["iteration"] for s in steps]

@@ -83,6 +83,45 @@ def tinydm_step(case, device="cpu"):
     return step
 
 
+def _layer_op(kind, params, F, T, batch_norm):
+    """The conv, bn, relu and linear cases, written once for both frameworks: ``F`` is the
+    framework's functional module, ``T(array, grad=True)`` makes its tensors, and
+    ``batch_norm(c)`` returns its batch norm ``(x, gamma, beta) -> y`` in training mode with its
+    own running statistics (their argument order differs between the frameworks)."""
+    if kind == "conv":
+        n, cin, cout, hw, stride = params
+        x, w = T(_data(1, n, cin, hw, hw), grad=cin != 3), T(_data(2, cout, cin, 3, 3) * 0.1)
+        return lambda: F.conv2d(x, w, stride=stride, padding=1)
+    if kind == "bn":
+        n, c, hw = params
+        x = T(_data(1, n, c, hw, hw))
+        gamma, beta = T(np.ones(c, np.float32)), T(np.zeros(c, np.float32))
+        norm = batch_norm(c)
+        return lambda: norm(x, gamma, beta)
+    if kind == "relu":
+        n, c, hw = params
+        x = T(_data(1, n, c, hw, hw))
+        return lambda: F.relu(x)
+    if kind == "linear":
+        n, fin, fout = params
+        x, w, b = T(_data(1, n, fin)), T(_data(2, fout, fin)), T(np.zeros(fout, np.float32))
+        return lambda: F.linear(x, w, b)
+    raise ValueError(kind)
+
+
+def _forward_backward(fn, T, numel):
+    """``run()``: the forward ``fn()`` and its backward, with a fixed random upstream gradient
+    of the output's shape (none for a scalar output)."""
+    out = fn()
+    gy = None if numel(out) == 1 else T(_data(3, *out.shape), grad=False)
+    del out
+
+    def run():
+        out = fn()
+        out.backward(gy)
+    return run
+
+
 def tinydm_op(kind, params, device="cpu"):
     """Forward and backward of one op in tinydm, with a fixed random upstream gradient."""
     import tinydm
@@ -97,34 +136,12 @@ def tinydm_op(kind, params, device="cpu"):
               "mae": lambda: losses.mae(z, y), "mse": lambda: losses.mse(z, y),
               "gce": lambda: losses.gce(z, y, q=0.7),
               "dm": lambda: losses.dm(z, y, lam=1.0, beta=8.0)}[name]
-    elif kind == "conv":
-        n, cin, cout, hw, stride = params
-        x, w = T(_data(1, n, cin, hw, hw), grad=cin != 3), T(_data(2, cout, cin, 3, 3) * 0.1)
-        fn = lambda: F.conv2d(x, w, stride=stride, padding=1)  # noqa: E731
-    elif kind == "bn":
-        n, c, hw = params
-        x = T(_data(1, n, c, hw, hw))
-        gamma, beta = T(np.ones(c, np.float32)), T(np.zeros(c, np.float32))
-        rm, rv = T(np.zeros(c, np.float32), False), T(np.ones(c, np.float32), False)
-        fn = lambda: F.batch_norm(x, gamma, beta, rm, rv, training=True)  # noqa: E731
-    elif kind == "relu":
-        n, c, hw = params
-        x = T(_data(1, n, c, hw, hw))
-        fn = lambda: F.relu(x)  # noqa: E731
-    elif kind == "linear":
-        n, fin, fout = params
-        x, w, b = T(_data(1, n, fin)), T(_data(2, fout, fin)), T(np.zeros(fout, np.float32))
-        fn = lambda: F.linear(x, w, b)  # noqa: E731
     else:
-        raise ValueError(kind)
-    out = fn()
-    gy = None if out.size == 1 else T(_data(3, *out.shape), grad=False)
-    del out
-
-    def run():
-        out = fn()
-        out.backward(gy)
-    return run
+        def batch_norm(c):
+            rm, rv = T(np.zeros(c, np.float32), False), T(np.ones(c, np.float32), False)
+            return lambda x, gamma, beta: F.batch_norm(x, gamma, beta, rm, rv, training=True)
+        fn = _layer_op(kind, params, F, T, batch_norm)
+    return _forward_backward(fn, T, lambda out: out.size)
 
 
 # --- PyTorch --------------------------------------------------------------------------------------
@@ -212,31 +229,9 @@ def torch_op(kind, params, device="cpu"):
         if name not in fns:
             return None
         fn = fns[name]
-    elif kind == "conv":
-        n, cin, cout, hw, stride = params
-        x, w = T(_data(1, n, cin, hw, hw), grad=cin != 3), T(_data(2, cout, cin, 3, 3) * 0.1)
-        fn = lambda: F.conv2d(x, w, stride=stride, padding=1)  # noqa: E731
-    elif kind == "bn":
-        n, c, hw = params
-        x = T(_data(1, n, c, hw, hw))
-        gamma, beta = T(np.ones(c, np.float32)), T(np.zeros(c, np.float32))
-        rm, rv = torch.zeros(c, device=device), torch.ones(c, device=device)
-        fn = lambda: F.batch_norm(x, rm, rv, gamma, beta, training=True)  # noqa: E731
-    elif kind == "relu":
-        n, c, hw = params
-        x = T(_data(1, n, c, hw, hw))
-        fn = lambda: F.relu(x)  # noqa: E731
-    elif kind == "linear":
-        n, fin, fout = params
-        x, w, b = T(_data(1, n, fin)), T(_data(2, fout, fin)), T(np.zeros(fout, np.float32))
-        fn = lambda: F.linear(x, w, b)  # noqa: E731
     else:
-        raise ValueError(kind)
-    out = fn()
-    gy = None if out.numel() == 1 else T(_data(3, *out.shape), grad=False)
-    del out
-
-    def run():
-        out = fn()
-        out.backward(gy)
-    return run
+        def batch_norm(c):
+            rm, rv = torch.zeros(c, device=device), torch.ones(c, device=device)
+            return lambda x, gamma, beta: F.batch_norm(x, rm, rv, gamma, beta, training=True)
+        fn = _layer_op(kind, params, F, T, batch_norm)
+    return _forward_backward(fn, T, lambda out: out.numel())

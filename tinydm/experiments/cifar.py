@@ -575,21 +575,27 @@ def format_summary(results):
     return line
 
 
+def _save_figures(runs, out_dir, last):
+    """The runs (``{label: results}``) overlaid in ``accuracy``, ``p_i`` and ``ess``, plus the
+    figures of ``last`` (``{name: figure}``), saved as PNG in ``out_dir``; returns the paths."""
+    from .. import plot
+
+    made = {"accuracy": plot.cifar_accuracy(runs), "p_i": plot.cifar_p_i(runs),
+            "ess": plot.cifar_ess(runs), **last}
+    paths = []
+    for name, fig in made.items():
+        paths += plot.save(fig, out_dir, name, formats=("png",))
+    return paths
+
+
 def write_figures(results, out_dir, classes=None):
     """The PNG figures of one run (:data:`FIGURES`) in ``out_dir``; returns their paths.
-    Overlay several runs with the :mod:`tinydm.plot` functions directly
+    Overlay several runs with :func:`write_report` or the :mod:`tinydm.plot` functions
     (``plot.cifar_accuracy({"CCE": r1, "DM": r2})``)."""
     from .. import plot
 
-    label = results["config"]["loss"].upper()
-    runs = {label: results}
-    made = {"accuracy": plot.cifar_accuracy(runs), "p_i": plot.cifar_p_i(runs),
-            "ess": plot.cifar_ess(runs),
-            "test_predictions": plot.cifar_test_predictions(results, classes)}
-    paths = []
-    for name in FIGURES:
-        paths += plot.save(made[name], out_dir, name, formats=("png",))
-    return paths
+    return _save_figures({results["config"]["loss"].upper(): results}, out_dir,
+                         {"test_predictions": plot.cifar_test_predictions(results, classes)})
 
 
 def predicted_classes(histogram, at_least=0.01):
@@ -644,12 +650,7 @@ def write_report(runs, out_dir, classes=None):
     out.mkdir(parents=True, exist_ok=True)
     table = out / "table.md"
     table.write_text(markdown_table(runs) + "\n")
-    made = {"accuracy": plot.cifar_accuracy(runs), "p_i": plot.cifar_p_i(runs),
-            "ess": plot.cifar_ess(runs), "collapse": plot.collapse_cifar(runs, classes)}
-    paths = [table]
-    for name, fig in made.items():
-        paths += plot.save(fig, out, name, formats=("png",))
-    return paths
+    return [table] + _save_figures(runs, out, {"collapse": plot.collapse_cifar(runs, classes)})
 
 
 def load_results(path):

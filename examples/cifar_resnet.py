@@ -74,7 +74,13 @@ def parse_args(argv=None):
     data.add_argument("--noise-exact", action="store_true",
                       help="corrupt exactly round(r n) labels instead of each with probability r")
     data.add_argument("--subset-per-class", type=int, metavar="K",
-                      help="train on K random images of each class (class-balanced subset)")
+                      help="train on K images of each class (class-balanced subset)")
+    data.add_argument("--subset-order", choices=cifar.SUBSET_ORDERS, default=D.subset_order,
+                      help="the subset's images: random, or the first K of each class in the "
+                           "files' order (default: %(default)s)")
+    data.add_argument("--val-per-class", type=int, metavar="V",
+                      help="hold out V more images of each class, clean, as a validation split "
+                           "(with --subset-order first: the next V in the files' order)")
     data.add_argument("--val-fraction", type=float, default=D.val_fraction,
                       help="hold out this fraction of the training data, clean, as a validation "
                            "split (the paper's search uses 0.2) (default: %(default)s)")
@@ -159,6 +165,7 @@ def config_from_args(args):
         dataset=args.dataset, data_dir=args.data_dir, download=args.download,
         synthetic_sizes=tuple(args.synthetic_size), noise=args.noise, noise_rate=args.noise_rate,
         noise_exact=args.noise_exact, subset_per_class=args.subset_per_class,
+        subset_order=args.subset_order, val_per_class=args.val_per_class,
         val_fraction=args.val_fraction, depth=args.depth, shortcut=args.shortcut, loss=args.loss,
         loss_params=loss_params, iterations=args.iterations, batch_size=args.batch_size,
         lr=args.lr, milestones=None if not args.milestones else tuple(args.milestones),

@@ -188,6 +188,34 @@ def test_subset_split_noise_and_eval_subset():
     assert not any(img.tobytes() in train_rows for img in data.val_images)
 
 
+def test_protocol_m_takes_the_first_images_of_each_class_and_the_next_as_validation():
+    """Protocol M (docs/results.md): the first K images of each class in the files' order, the
+    next V held out clean; noise is drawn on the subset only, seeded by the run's seed."""
+    config = cifar.Config(**TINY, subset_per_class=5, subset_order="first", val_per_class=3,
+                          noise_rate=0.4, noise_exact=True)
+    ds = cifar.load_dataset(config)
+    data = cifar.prepare_data(config, ds)
+    first = np.sort(np.concatenate([np.flatnonzero(ds.train_labels == c)[:5] for c in range(10)]))
+    after = np.sort(np.concatenate([np.flatnonzero(ds.train_labels == c)[5:8]
+                                    for c in range(10)]))
+    np.testing.assert_array_equal(data.train_images, ds.train_images[first])
+    np.testing.assert_array_equal(data.clean_labels, ds.train_labels[first])
+    np.testing.assert_array_equal(data.val_images, ds.train_images[after])
+    np.testing.assert_array_equal(data.val_labels, ds.train_labels[after])
+    assert data.corrupted.sum() == 20
+    other_seed = cifar.prepare_data(replace(config, seed=124), ds)
+    np.testing.assert_array_equal(other_seed.train_images, data.train_images)  # same images,
+    assert (other_seed.labels != data.labels).any()                           # other noise
+    # random order: the held-out images come from outside the subset
+    rand = cifar.prepare_data(replace(config, subset_order="random"), ds)
+    train_rows = {img.tobytes() for img in rand.train_images}
+    assert len(rand.val_labels) == 30 and not any(i.tobytes() in train_rows for i in rand.val_images)
+    with pytest.raises(ValueError, match="need 13 images of each class"):
+        cifar.prepare_data(replace(config, subset_per_class=10), ds)
+    with pytest.raises(ValueError, match="val_per_class"):
+        cifar.Config(val_per_class=3)
+
+
 def test_config_rejects_bad_settings():
     with pytest.raises(ValueError, match="unknown loss"):
         cifar.Config(loss="hinge")

@@ -24,8 +24,10 @@ augmentation pad 4 + random crop + flip and the per-channel mean subtracted
 (32 classes x 8 images per batch, classes by the noisy label; REFERENCE.md).
 
 Data. Optionally a class-balanced subset (``subset_per_class`` images of each class, by clean
-label), then a clean validation split (``val_fraction`` of the training data, stratified by
-class, never corrupted: the paper searches hyperparameters on 80/20 splits), then label noise
+label: random ones, or with ``subset_order="first"`` the first ones in the files' order), then a
+clean validation split (``val_fraction`` of the training data, stratified by class, or
+``val_per_class`` images of each class from outside the subset: with ``"first"`` the next ones in
+the files' order; never corrupted: the paper searches hyperparameters on 80/20 splits), then label noise
 on what is left: ``"symmetric"`` (any class, Tables 1, 2, 9), ``"asymmetric"`` (CIFAR-100
 superclass swaps, Table 1), ``"pair"`` (CIFAR-10 class-dependent flips). The noisy labels are
 the ones the network sees, the class-balanced sampler included.
@@ -84,6 +86,9 @@ DATASETS = ("cifar10", "cifar100", "synthetic")
 NOISES = ("none", "symmetric", "asymmetric", "pair")
 SAMPLERS = ("shuffle", "balanced")
 SGD_STYLES = ("caffe", "pytorch")
+#: How ``subset_per_class`` picks a class's images: at random, or the first ones in the files'
+#: order (protocol M of docs/results.md; then ``val_per_class`` takes the next ones).
+SUBSET_ORDERS = ("random", "first")
 #: Fractions of the iterations where the lr is divided by ``lr_gamma`` when ``milestones`` is
 #: not given: the paper's 15k and 22k of 30k.
 DEFAULT_MILESTONES = (0.5, 22 / 30)
@@ -117,7 +122,9 @@ class Config:
     noise_rate: float = 0.4
     noise_exact: bool = False
     subset_per_class: int | None = None
+    subset_order: str = "random"
     val_fraction: float = 0.0
+    val_per_class: int | None = None
     depth: int = 20
     shortcut: str = "A"
     loss: str = "cce"
@@ -162,6 +169,7 @@ class Config:
         choice("sampler", SAMPLERS)
         choice("sgd", SGD_STYLES)
         choice("augment", transforms.AUGMENTATIONS)
+        choice("subset_order", SUBSET_ORDERS)
         if self.noise == "asymmetric" and self.dataset != "cifar100":
             raise ValueError("cifar.Config: noise 'asymmetric' (superclass swaps) is CIFAR-100's")
         if self.noise == "pair" and self.dataset != "cifar10":
@@ -178,6 +186,11 @@ class Config:
         positive_int("data_seed", allow_none=True, minimum=0)
         positive_int("subset_per_class", allow_none=True)
         positive_int("eval_train_subset", allow_none=True)
+        positive_int("val_per_class", allow_none=True)
+        if self.val_per_class is not None and (self.subset_per_class is None
+                                               or self.val_fraction > 0):
+            raise ValueError("cifar.Config: val_per_class holds out images beside a "
+                             "subset_per_class subset, and excludes val_fraction")
         if self.lr < 0 or self.momentum < 0 or self.weight_decay < 0 or self.lr_gamma <= 0:
             raise ValueError("cifar.Config: lr, momentum and weight_decay must be >= 0 and "
                              "lr_gamma > 0")
@@ -303,6 +316,29 @@ def _stratified_split(labels, fraction, rng):
     return np.flatnonzero(~held), np.flatnonzero(held)
 
 
+def _subset(clean, num_classes, config):
+    """Indices ``(subset, held_out)`` of ``subset_per_class`` images of each class, and of
+    ``val_per_class`` more (none if unset) held out as a clean validation split: with
+    ``subset_order="first"`` the first images of each class in the files' order and the next
+    ones, else drawn at random (the subset from the ``"subset"`` stream, the held-out images
+    from the ``"split"`` stream among the rest). Both in increasing order."""
+    k, v = config.subset_per_class, config.val_per_class or 0
+    counts = np.bincount(clean, minlength=num_classes)
+    if counts.min() < k + v:
+        raise ValueError(f"cifar: subset_per_class={k} and val_per_class={v} need {k + v} "
+                         f"images of each class, but a class has only {counts.min()}")
+    if config.subset_order == "first":
+        per_class = [np.flatnonzero(clean == c) for c in range(num_classes)]
+        return (np.sort(np.concatenate([idx[:k] for idx in per_class])),
+                np.sort(np.concatenate([idx[k:k + v] for idx in per_class])))
+    keep = noise.imbalance(clean, {c: k for c in range(num_classes)},
+                           _generator(config.data_seed, "subset"))
+    rest = np.setdiff1d(np.arange(clean.size), keep)
+    held = noise.imbalance(clean[rest], {c: v for c in range(num_classes)},
+                           _generator(config.data_seed, "split")) if v else rest[:0]
+    return keep, rest[held]
+
+
 def prepare_data(config, dataset=None):
     """Subset, validation split, label noise and evaluation subset of a config (on the host).
 
@@ -314,14 +350,9 @@ def prepare_data(config, dataset=None):
     coarse = getattr(ds, "train_coarse_labels", None)
     num_classes = len(ds.classes)
     keep = np.arange(clean.size)
-    if config.subset_per_class is not None:
-        counts = np.bincount(clean, minlength=num_classes)
-        if counts.min() < config.subset_per_class:
-            raise ValueError(f"cifar: subset_per_class={config.subset_per_class}, but a class has "
-                             f"only {counts.min()} training images")
-        keep = noise.imbalance(clean, {c: config.subset_per_class for c in range(num_classes)},
-                               _generator(config.data_seed, "subset"))
     val_index = np.zeros(0, dtype=np.int64)
+    if config.subset_per_class is not None:
+        keep, val_index = _subset(clean, num_classes, config)
     if config.val_fraction > 0:
         kept, held = _stratified_split(clean[keep], config.val_fraction,
                                        _generator(config.data_seed, "split"))

@@ -539,7 +539,8 @@ def _cpu_model():
 def torch_available(args):
     if args.no_torch:
         return False
-    return subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode == 0
+    check = "import torch" + ("; assert torch.cuda.is_available()" if args.device == "cuda" else "")
+    return subprocess.run([sys.executable, "-c", check], capture_output=True).returncode == 0
 
 
 # --- reporting ------------------------------------------------------------------------------------

@@ -292,3 +292,15 @@ def test_benchmark_child_environment_and_thread_watch(monkeypatch):
                              "while time.time() - t < 0.3: pass"])
     seen = run.watch_threads([spin])[spin.pid]
     assert seen["running_max"] == 1 and seen["threads_max"] >= 1 and seen["looks"] > 1
+
+
+def test_gpu_check_fails_clearly_without_a_gpu(tmp_path):
+    from conftest import DEVICES
+    if "cuda" in DEVICES:
+        pytest.skip("a GPU is here: benchmarks/gpu_check.sh would run the whole check")
+    out = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), str(tmp_path)],
+                         capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTHON=sys.executable))
+    assert out.returncode == 2
+    assert "gpu_check: no usable GPU: CuPy and an NVIDIA GPU are needed" in out.stderr
+    assert not (tmp_path / "report.md").exists()

@@ -4,8 +4,7 @@
 #   2. the step benchmark against PyTorch CUDA (benchmarks/run.py --device cuda; tinydm alone if
 #      this Python has no PyTorch with CUDA),
 #   3. a 200-iteration ResNet-56 CIFAR-10 run on the GPU (examples/cifar_resnet.py, no noise,
-#      CCE): on the real
-#      data if DATA_DIR holds cifar-10-batches-py/, else on synthetic images,
+#      CCE): on the real data if DATA_DIR holds cifar-10-batches-py/, else on synthetic images,
 # and one report, report.md, in the output folder beside each part's own files.
 #
 #   bash benchmarks/gpu_check.sh [OUT_DIR]        # default: benchmarks/results/gpu-check-<date>

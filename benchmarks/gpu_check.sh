@@ -34,7 +34,8 @@ print(f"GPU: {props['name'].decode()}, {props['totalGlobalMem'] / 2**30:.0f} GiB
       f"driver {cupy.cuda.runtime.driverGetVersion()}")
 EOF
 then
-    echo "gpu_check: no usable GPU: CuPy and an NVIDIA GPU are needed (pip install -e \".[gpu]\")." >&2
+    echo "gpu_check: no usable GPU: CuPy and an NVIDIA GPU are needed" \
+         "(pip install -e \".[gpu]\")." >&2
     cat "$OUT/gpu.txt" >&2
     exit 2
 fi

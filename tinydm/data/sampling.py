@@ -47,10 +47,11 @@ class CounterGenerator:
     """The draws of one index of a :class:`RandomStream` on a GPU: counter based, no generator
     state on the device at all.
 
-    The ``c``-th call draws the SplitMix64 sequence started at ``splitmix(key + splitmix(index
-    * 2^16 + c))``: element ``j`` is ``splitmix(start + (j + 1) * golden)`` (mod 2^64). So every draw is a
-    function of ``(key, index, c, j)``, a few elementwise kernels, the same bits on every
-    device (``xp``: NumPy, CuPy or the stand-in). The subset of NumPy's Generator API the samplers and augmentations use.
+    The ``c``-th call draws the SplitMix64 sequence started at ``start = splitmix(key +
+    splitmix(index * 2^16 + c))``: element ``j`` is ``splitmix(start + (j + 1) * golden)``
+    (mod 2^64). So every draw is a function of ``(key, index, c, j)``, a few elementwise
+    kernels, the same bits on every device (``xp``: NumPy, CuPy or the stand-in). The subset
+    of NumPy's Generator API that the samplers and augmentations use.
     """
 
     def __init__(self, key, index, xp):

@@ -13,6 +13,7 @@ import pytest
 from tinydm import backend, checkpoint
 from tinydm.data import sampling, transforms
 from tinydm.experiments import cifar
+from conftest import DEVICES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import cifar_report  # noqa: E402
@@ -161,8 +162,48 @@ def test_iteration_rng_streams_are_independent():
     b = sampling.iteration_rng(1, "shuffle", 5, "cpu").random(4)
     np.testing.assert_array_equal(a, sampling.iteration_rng(1, "augment", 5, "cpu").random(4))
     assert not np.array_equal(a, b)
+    # the CPU keeps the draws of earlier versions: NumPy seeded by (seed, stream, index)
+    np.testing.assert_array_equal(a, np.random.default_rng([1, 3, 5]).random(4))
     with pytest.raises(ValueError, match="unknown stream"):
         sampling.iteration_rng(1, "nope", 0)
+    with pytest.raises(ValueError, match="index must be >= 0"):
+        sampling.RandomStream(1, "augment").at(-1)
+
+
+@pytest.mark.parametrize("dev", [d for d in DEVICES if d != "cpu"])
+def test_gpu_random_stream_is_counter_based_and_pure(dev, rng, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a generator made per index on a GPU")
+    monkeypatch.setattr(backend, "rng", refuse)
+    monkeypatch.setattr(sampling, "COUNTER_DEVICES", (dev,))  # the stand-in as the GPU
+    stream = sampling.RandomStream(1, "augment", dev)
+    g = stream.at(5)
+    a, b = g.random(1000), g.random((2, 3), dtype=np.float32)
+    assert backend.device_of(a) == dev and a.dtype == np.float64 and b.dtype == np.float32
+    assert b.shape == (2, 3) and not np.array_equal(host(a[:6]), host(b).ravel())  # next call
+    again = sampling.RandomStream(1, "augment", dev).at(5)  # pure: a fresh object, same draws
+    np.testing.assert_array_equal(host(again.random(1000)), host(a))
+    cpu = sampling.CounterGenerator(stream._key, 5, np)  # the same bits on every device
+    np.testing.assert_array_equal(cpu.random(1000), host(a))
+    for other in (stream.at(6), sampling.RandomStream(2, "augment", dev).at(5),
+                  sampling.RandomStream(1, "shuffle", dev).at(5)):
+        assert not np.array_equal(host(other.random(1000)), host(a))
+    u = host(stream.at(0).random(100_000))
+    assert 0 <= u.min() and u.max() < 1 and abs(u.mean() - 0.5) < 0.005  # 5 sd
+    k = host(stream.at(1).integers(3, 13, size=100_000))
+    counts = np.bincount(k - 3, minlength=10)
+    assert k.min() == 3 and k.max() == 12 and k.dtype == np.int64
+    assert ((counts - 1e4) ** 2 / 1e4).sum() < 40  # chi-square, 9 dof: p < 1e-5 to fail
+    # the samplers and the augmentation draw from their streams, made once
+    order = sampling.ShuffledBatches(20, 8, seed=1, device=dev)
+    assert sorted(np.concatenate([host(order(it)) for it in range(5)])[:20]) == list(range(20))
+    assert host(sampling.BalancedBatches(np.arange(40) % 4, 8, 1, device=dev)(3)).shape == (8,)
+    pipe = transforms.Pipeline("pad")
+    images = pipe.prepare(backend.to_device(images_on_device(rng, n=4, size=32)[0], dev))
+    crops = pipe.train(images, stream.at(2))
+    assert backend.device_of(crops) == dev and crops.shape == (4, 3, 32, 32)
+    np.testing.assert_array_equal(host(crops), host(pipe.train(
+        images, sampling.RandomStream(1, "augment", dev).at(2))))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@
 * benchmarks/run.py runs on a machine without PyTorch and cleans its own environment.
 """
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -202,21 +203,108 @@ def test_malloc_tuning_is_applied_at_import_unless_switched_off():
 
 
 # --- the benchmark -------------------------------------------------------------------------------
-def test_benchmark_runs_without_torch_and_cleans_its_environment(tmp_path):
-    env = dict(os.environ, OPENBLAS_CORETYPE="Haswell", PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--no-torch", "--batch", "2",
-           "--cases", "mlp_imdb", "--only", "steps", "memory", "ops", "--ops", "conv2d 16->32",
-           "relu", "cce", "--repeats", "2", "--warmup", "1", "--min-sample", "0",
-           "--memory-steps", "1", "--out", str(tmp_path), "--tag", "smoke"]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+def _load_run_py():
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _benchmark(tmp_path, *extra, env=None):
+    """Run benchmarks/run.py with tiny settings; returns its JSON report."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--batch", "2",
+           "--cases", "mlp_imdb", "--threads", "1", "--rounds", "1", "--sample-seconds", "0.02",
+           "--min-steps", "2", "--warmup", "1", "--op-seconds", "0", "--memory-steps", "1",
+           "--out", str(tmp_path), "--tag", "smoke", *extra]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                         env=env or dict(os.environ, PYTHONPATH=str(ROOT)))
     assert out.returncode == 0, out.stderr
-    report = json.loads((tmp_path / "smoke.json").read_text())
-    assert report["machine"]["environment"]["removed"] == {"OPENBLAS_CORETYPE": "Haswell"}
-    assert set(report["steps"]) == {"mlp_imdb"} and "torch" not in report["steps"]["mlp_imdb"]
-    assert report["steps"]["mlp_imdb"]["tinydm"]["median"] > 0
-    assert set(report["ops"]) == {"conv2d 16->32 32x32 s2", "relu 16x32x32", "cce (128x10)"}
-    assert report["memory"]["mlp_imdb"]["tinydm"]["peak_delta_mib"] >= 0
     assert "## Training steps" in (tmp_path / "smoke.md").read_text()
+    return json.loads((tmp_path / "smoke.json").read_text())
+
+
+def test_benchmark_runs_without_torch_in_fresh_clean_processes(tmp_path):
+    # whatever this machine's environment holds, both forced-kernel variables are set here,
+    # and the children must run without them and with one thread everywhere
+    env = dict(os.environ, OPENBLAS_CORETYPE="Haswell", OPENBLAS_L2_SIZE="262144",
+               OMP_NUM_THREADS="7", PYTHONPATH=str(ROOT))
+    report = _benchmark(tmp_path, "--no-torch", "--only", "steps", "concurrent", "memory", "ops",
+                        "--ops", "relu", "cce", env=env)
+    assert report["machine"]["environment_removed"] == {"OPENBLAS_CORETYPE": "Haswell",
+                                                        "OPENBLAS_L2_SIZE": "262144"}
+    child = report["children"]["tinydm"]
+    assert set(report["children"]) == {"tinydm"} and child["tinydm_threads"] == 1
+    assert child["environment"]["OPENBLAS_CORETYPE"] is None
+    assert child["environment"]["OPENBLAS_L2_SIZE"] is None
+    assert child["environment"]["OMP_NUM_THREADS"] == "1"
+    assert len(report["machine"]["load_average_before"]) == 3
+    step = report["steps"]["mlp_imdb"]["1"]
+    assert "torch" not in step and "ratio" not in step
+    assert step["tinydm"]["median"] > 0 and step["batch"] == 250
+    if sys.platform.startswith("linux"):
+        seen = step["os_threads"]["tinydm"]
+        assert seen["threads_max"] >= 1 and 0 < seen["running_max"] <= seen["threads_max"]
+    both = report["concurrent"]["mlp_imdb"]
+    assert both["runs"] == 2
+    s = both["frameworks"]["tinydm"]
+    assert s["together_images_per_second"]["median"] > 0
+    assert s["together_over_single"]["median"] == pytest.approx(
+        s["together_images_per_second"]["median"] / s["single_images_per_second"]["median"])
+    assert report["memory"]["mlp_imdb"]["1"]["tinydm"]["peak_delta_mib"] >= 0
+    assert set(report["ops"]["1"]) == {"relu 16x32x32",
+                                       "cce (128x10)"}
+
+
+def test_benchmark_against_torch(tmp_path):
+    pytest.importorskip("torch")
+    report = _benchmark(tmp_path, "--only", "steps", "--no-probe")
+    step = report["steps"]["mlp_imdb"]["1"]
+    assert step["ratio"]["median"] == pytest.approx(step["tinydm"]["median"]
+                                                    / step["torch"]["median"])
+    assert report["children"]["torch"]["torch_threads"] == 1
+
+
+def test_benchmark_pairs_rounds_and_targets():
+    run = _load_run_py()
+    calls = []
+    samples = run.paired(["tinydm", "torch"], lambda fw, r: calls.append(fw) or (r + 1.0), 3)
+    assert calls == ["tinydm", "torch", "torch", "tinydm", "tinydm", "torch"]  # order flips
+    result = run.compare({"tinydm": [2.0, 6.0, 3.0], "torch": [1.0, 2.0, 3.0]})
+    assert samples["torch"] == [1.0, 2.0, 3.0]
+    assert result["ratio"]["median"] == 2.0  # median of the rounds' ratios 2, 3, 1
+    assert result["tinydm"]["median"] == 3.0 and result["ratio"]["n"] == 3
+    assert run.verdict("cpu", "step", "mlp_imdb", 1, 0.7) == "<= 0.8: met"
+    assert run.verdict("cpu", "step", "mlp_imdb", 2, 0.7) == ""  # the MLP target is 1 thread
+    assert run.verdict("cpu", "step", "resnet56", 2, 1.3) == "<= 1.2: NOT met"
+
+
+def test_benchmark_child_environment_and_thread_watch(monkeypatch):
+    run = _load_run_py()
+    monkeypatch.setenv("OPENBLAS_L2_SIZE", "1")
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    env, removed = run.child_environment(3)
+    assert removed == {"OPENBLAS_L2_SIZE": "1"}
+    assert not set(run.STRIPPED) & set(env)
+    assert all(env[k] == "3" for k in run.THREAD_VARS)
+    if not os.path.isdir("/proc/self/task"):
+        pytest.skip("needs Linux's /proc")
+    spin = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\n"
+                             "while time.time() - t < 0.3: pass"])
+    seen = run.watch_threads([spin])[spin.pid]
+    assert seen["running_max"] == 1 and seen["threads_max"] >= 1 and seen["looks"] > 1
+
+
+def test_gpu_check_fails_clearly_without_a_gpu(tmp_path):
+    from conftest import DEVICES
+    if "cuda" in DEVICES:
+        pytest.skip("a GPU is here: benchmarks/gpu_check.sh would run the whole check")
+    out = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), str(tmp_path)],
+                         capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTHON=sys.executable))
+    assert out.returncode == 2
+    assert "gpu_check: no usable GPU: CuPy and an NVIDIA GPU are needed" in out.stderr
+    assert not (tmp_path / "report.md").exists()
+
 
 
 @pytest.mark.parametrize("padding", [1, (2, 1)])

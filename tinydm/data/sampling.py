@@ -1,16 +1,18 @@
 """Which training examples make up the batch of each iteration: shuffled epochs or
 class-balanced batches, as pure functions of the iteration, on the device.
 
-A resumed run must see exactly the batches an uninterrupted run would have seen, so nothing here
-keeps a random state that advances: every random choice is drawn from a generator made afresh
-from ``(seed, stream, index)`` (:func:`iteration_rng`), where ``index`` is the epoch or the
+A resumed run must see exactly the batches an uninterrupted run would have seen, so every random
+choice is a pure function of ``(seed, stream, index)``, where ``index`` is the epoch or the
 iteration and ``stream`` keeps the shuffling, the class-balanced draws and the augmentation of
-one seed independent of each other. The index arrays are made on the device the data lives on
-(``device``), so a GPU run never copies indices from the host.
+one seed independent of each other. A :class:`RandomStream` is made once per stream and gives
+the generator of any index (:meth:`RandomStream.at`); the draws are made on the device the data
+lives on (``device``), so a GPU run never copies indices from the host.
 
     order = ShuffledBatches(n=50000, batch_size=128, seed=123)
     idx = order(it)                       # device int64 array of 128 example indices
     bal = BalancedBatches(noisy_labels, batch_size=256, seed=123)   # 32 classes x 8 images
+    augment = RandomStream(123, "augment")
+    g = augment.at(it)                    # g.integers(...), g.random(..., dtype=...)
 """
 
 import numpy as np
@@ -19,18 +21,110 @@ from .. import backend
 
 #: Independent random streams of one seed (the second entry of the generator's seed).
 STREAMS = {"shuffle": 1, "balanced": 2, "augment": 3}
+#: Devices whose streams are counter based (:class:`CounterGenerator`). Not the stand-in: it
+#: draws what the CPU draws, so that its runs reproduce the CPU's bit for bit.
+COUNTER_DEVICES = ("cuda",)
+
+_MASK = 2 ** 64 - 1
+_GOLDEN = 0x9E3779B97F4A7C15  # 2^64 / golden ratio: SplitMix64's step between two states
+
+
+def _splitmix(z, xp):
+    """SplitMix64's output function (Steele, Lea & Flood, 2014) on a uint64 array (wrapping
+    round at 2^64): a bijection of 64-bit words that turns consecutive inputs into
+    independent-looking outputs."""
+    z = xp.bitwise_xor(z, xp.right_shift(z, 30)) * 0xBF58476D1CE4E5B9
+    z = xp.bitwise_xor(z, xp.right_shift(z, 27)) * 0x94D049BB133111EB
+    return xp.bitwise_xor(z, xp.right_shift(z, 31))
+
+
+def _host_splitmix(value):
+    """:func:`_splitmix` of one Python int, on the host."""
+    return int(_splitmix(np.array([value & _MASK], np.uint64), np)[0])
+
+
+class CounterGenerator:
+    """The draws of one index of a :class:`RandomStream` on a GPU: counter based, no generator
+    state on the device at all.
+
+    The ``c``-th call draws the SplitMix64 sequence started at ``start = splitmix(key +
+    splitmix(index * 2^16 + c))``: element ``j`` is ``splitmix(start + (j + 1) * golden)``
+    (mod 2^64). So every draw is a function of ``(key, index, c, j)``, a few elementwise
+    kernels, the same bits on every device (``xp``: NumPy, CuPy or the stand-in). The subset
+    of NumPy's Generator API that the samplers and augmentations use.
+    """
+
+    def __init__(self, key, index, xp):
+        self._key, self._index, self._xp, self._calls = key, index, xp, 0
+
+    def _bits(self, size):
+        """``size`` uint64 words of this generator's next call."""
+        xp = self._xp
+        shape = () if size is None else (size,) if isinstance(size, int) else tuple(size)
+        start = _host_splitmix(self._key + _host_splitmix((self._index << 16) + self._calls))
+        self._calls += 1
+        steps = xp.arange(1, int(np.prod(shape)) + 1, dtype=xp.uint64).reshape(shape)
+        return _splitmix(steps * _GOLDEN + start, xp)
+
+    def random(self, size=None, dtype=np.float64):
+        """Uniform floats in [0, 1): the top 53 bits of a word for float64, 24 for float32 (so
+        float32 tensors get float32 randoms without a float64 detour)."""
+        xp = self._xp
+        if np.dtype(dtype) == np.float32:
+            return xp.right_shift(self._bits(size), 40).astype(xp.float32) * np.float32(2.0 ** -24)
+        if np.dtype(dtype) != np.float64:
+            raise ValueError(f"CounterGenerator.random: dtype must be float32 or float64, got "
+                             f"{np.dtype(dtype)}")
+        return xp.right_shift(self._bits(size), 11).astype(xp.float64) * 2.0 ** -53
+
+    def integers(self, low, high=None, size=None):
+        """Uniform int64 in [low, high) (in [0, low) without ``high``), from 53-bit uniforms:
+        the bias is below 2^-53 per value times the range, nothing for crops and flips."""
+        if high is None:
+            low, high = 0, low
+        if high <= low:
+            raise ValueError(f"CounterGenerator.integers: need low < high, got {low}, {high}")
+        xp = self._xp
+        return xp.floor(self.random(size) * (high - low)).astype(xp.int64) + low
+
+
+class RandomStream:
+    """One seed's random ``stream`` on ``device``, made once; :meth:`at` gives the generator of
+    any index, a pure function of ``(seed, stream, index)``.
+
+    * CPU: NumPy's generator seeded by ``(seed, STREAMS[stream], index)`` through SeedSequence,
+      the draws of earlier tinydm versions, so runs resume across versions; making one costs
+      microseconds.
+    * GPU (:data:`COUNTER_DEVICES`): a :class:`CounterGenerator` on a key hashed once from
+      ``(seed, stream)``. Making a CuPy generator per iteration would set up cuRAND states each
+      time, and a single advancing generator would lose the pure function a resume needs.
+    """
+
+    def __init__(self, seed, stream, device=None):
+        if stream not in STREAMS:
+            raise ValueError(f"RandomStream: unknown stream {stream!r}; choose one of "
+                             f"{sorted(STREAMS)}")
+        if seed < 0:
+            raise ValueError(f"RandomStream: seed must be >= 0, got {seed}")
+        self.seed, self.stream = int(seed), stream
+        self.device = device or backend.get_device()
+        self._xp = backend.module_for(self.device)
+        self._key = int(np.random.SeedSequence([self.seed, STREAMS[stream]])
+                        .generate_state(1, np.uint64)[0])
+
+    def at(self, index):
+        if index < 0:
+            raise ValueError(f"RandomStream.at: index must be >= 0, got {index}")
+        if self.device in COUNTER_DEVICES:
+            return CounterGenerator(self._key, int(index), self._xp)
+        return backend.rng([self.seed, STREAMS[self.stream], int(index)], self.device)
 
 
 def iteration_rng(seed, stream, index, device=None):
-    """A fresh generator on ``device`` seeded by ``(seed, STREAMS[stream], index)``: the same
-    triple always gives the same draws, and different triples independent ones (NumPy's
-    SeedSequence mixes the three integers; CuPy's default_rng accepts the same seed)."""
-    if stream not in STREAMS:
-        raise ValueError(f"iteration_rng: unknown stream {stream!r}; choose one of "
-                         f"{sorted(STREAMS)}")
-    if seed < 0 or index < 0:
-        raise ValueError(f"iteration_rng: seed and index must be >= 0, got {seed}, {index}")
-    return backend.rng([int(seed), STREAMS[stream], int(index)], device)
+    """The generator of ``(seed, stream, index)`` on ``device``: the same triple always gives
+    the same draws, and different triples independent ones. A loop makes a
+    :class:`RandomStream` once instead."""
+    return RandomStream(seed, stream, device).at(index)
 
 
 class ShuffledBatches:
@@ -48,13 +142,14 @@ class ShuffledBatches:
                              f"{batch_size}")
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.device = device or backend.get_device()
+        self._stream = RandomStream(seed, "shuffle", self.device)
         self._cache = {}  # epoch -> permutation; two epochs are enough for consecutive iterations
 
     def permutation(self, epoch):
         """The visiting order of ``epoch`` (device int64 array), an argsort of uniform draws."""
         if epoch not in self._cache:
             xp = backend.module_for(self.device)
-            g = iteration_rng(self.seed, "shuffle", epoch, self.device)
+            g = self._stream.at(epoch)
             if len(self._cache) >= 2:
                 self._cache.pop(min(self._cache))
             self._cache[epoch] = xp.argsort(g.random(self.n))
@@ -102,6 +197,7 @@ class BalancedBatches:
                              f"{batch_size}, {images_per_class}")
         self.batch_size, self.seed, self.images_per_class = batch_size, seed, images_per_class
         self.device = device or backend.get_device()
+        self._stream = RandomStream(seed, "balanced", self.device)
         self.classes = np.unique(labels)
         counts = np.array([np.count_nonzero(labels == c) for c in self.classes])
         self.classes_per_batch = min(len(self.classes), max(1, batch_size // images_per_class))
@@ -122,7 +218,7 @@ class BalancedBatches:
 
     def __call__(self, it):
         xp = backend.module_for(self.device)
-        g = iteration_rng(self.seed, "balanced", it, self.device)
+        g = self._stream.at(it)
         drawn = xp.argsort(g.random(len(self.classes)))[:self.classes_per_batch]
         counts = self._counts[drawn].reshape(-1, 1)
         width = self._table.shape[1]

@@ -517,10 +517,11 @@ def run(config, resume=False, overwrite=False, progress=True, figures=True, data
             f"loss {loss_fn!r}, {config.sampler} batches of {config.batch_size}, device {dev}")
         log(f"augmentation: {info['augmentation']}; {info['eval_train_note']}")
 
+        augment = sampling.RandomStream(config.seed, "augment", dev)
+
         def batches(it):
             idx = sampler(it)
-            g = sampling.iteration_rng(config.seed, "augment", it, dev)
-            return Tensor(pipeline.train(train_images[idx], g)), Tensor(labels[idx])
+            return Tensor(pipeline.train(train_images[idx], augment.at(it))), Tensor(labels[idx])
 
         def on_eval(it, hist):
             checkpoint.save(str(ckpt_path), model, opt, schedule,

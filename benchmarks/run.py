@@ -150,7 +150,7 @@ def machine_info(args, torch, env_changes):
         "threads": args.threads, "device": args.device, "environment": env_changes,
         "load_average_before": os.getloadavg(), "scheduling": _scheduling(),
         "tinydm_threads": getattr(backend, "get_num_threads", lambda: None)(),  # older tinydm: none
-        "tinydm_malloc_tuning": getattr(backend, "MALLOC_TUNING", None),
+        "tinydm_malloc_tuning": getattr(backend, "tune_malloc", lambda: None)(),
     }
     blas, note = limit_numpy_threads(args.threads)
     info["blas"] = [{k: lib.get(k) for k in ("internal_api", "version", "architecture",

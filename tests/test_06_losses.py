@@ -338,10 +338,10 @@ def test_get_by_name_matches_the_functions(device):
 
 
 @pytest.mark.parametrize("name,params,match", [
-    ("focal", {}, r"unknown loss 'focal'; valid names and parameters: cce .*dm\(lam, beta, warmup=0"),
+    ("focal", {}, r"unknown loss 'focal'; valid names and parameters: cce .*dm\(lam, beta, ess_floor=0.0"),
     ("cce", {"q": 0.5}, r"loss 'cce': unknown parameter\(s\) q; use cce \(no parameters\)"),
     ("gce", {"lam": 1}, r"unknown parameter\(s\) lam; use gce\(q=0.7\)"),
-    ("dm", {"lam": 0.5}, r"loss 'dm': missing parameter\(s\) beta; use dm\(lam, beta, warmup=0"),
+    ("dm", {"lam": 0.5}, r"loss 'dm': missing parameter\(s\) beta; use dm\(lam, beta, ess_floor=0.0"),
     ("gce", {"q": 1.5}, r"q must be in \(0, 1\]"),
     ("dm", {"lam": -1, "beta": 2}, "lam must be >= 0"),
     ("dm", {"lam": 0.5, "beta": float("nan")}, "beta must be a finite number"),

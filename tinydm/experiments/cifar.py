@@ -77,7 +77,8 @@ from .. import backend, checkpoint, losses, nn, optim
 from ..data import cifar as cifar_data
 from ..data import noise, sampling, transforms
 from ..tensor import Tensor, no_grad
-from ..train import History, accuracy, class_histogram, fit, predict, write_json
+from ..files import write_json
+from ..train import History, accuracy, class_histogram, fit, loss_schedule, predict
 
 RESULTS_FORMAT = "tinydm-cifar-run-v1"
 DATASETS = ("cifar10", "cifar100", "synthetic")
@@ -184,8 +185,8 @@ class Config:
         if self.milestones is not None and any(m < 0 for m in self.milestones):
             raise ValueError(f"cifar.Config: milestones must be iterations >= 0, got "
                              f"{self.milestones}")
-        losses.get(self.loss, **self.loss_params)  # a clear error now for a bad name or parameter
-        backend._check_device(self.device)
+        loss_schedule(self.loss, **self.loss_params)  # a clear error now for a bad name or parameter
+        backend.check_device(self.device)
 
     def resolved(self):
         """This config with the defaults that depend on others filled in: ``milestones`` from
@@ -467,7 +468,7 @@ def run(config, resume=False, overwrite=False, progress=True, figures=True, data
         evaluator = Evaluator(data, pipeline, config, train_images)
         model = build_model(config, data.num_classes)
         opt, schedule = build_optimizer(config, model)
-        loss_fn = losses.get(config.loss, **config.loss_params)
+        loss_fn = loss_schedule(config.loss, **config.loss_params)
         info["augmentation"] = pipeline.describe()
         info["parameters"] = model.num_parameters()
 

@@ -87,10 +87,11 @@ from pathlib import Path
 import numpy as np
 
 import tinydm
-from .. import backend, losses, nn, optim
+from .. import backend, nn, optim
 from ..data import noise, sampling
 from ..tensor import Tensor
-from ..train import History, accuracy, class_histogram, fit, predict, write_json
+from ..files import write_json
+from ..train import History, accuracy, class_histogram, fit, loss_schedule, predict
 
 # v2: the evaluation key "test_predicted" became "test_class_histogram" (the collapse watch
 # reads keys ending in "class_histogram"), settings gained "sampler", records "warnings"
@@ -237,8 +238,8 @@ def make_settings(row_key, method, seed, lam=None, beta=None, warmup=0, ess_floo
             raise ValueError(f"imdb: {name} must be a positive integer, got {value!r}")
     if settings.sampler not in SAMPLERS:
         raise ValueError(f"imdb: sampler must be one of {SAMPLERS}, got {settings.sampler!r}")
-    losses.get(method, **params)  # a clear error now for a remedy out of range (ess_floor > 1)
-    backend._check_device(settings.device)
+    loss_schedule(method, **params)  # a clear error now for a remedy out of range (ess_floor > 1)
+    backend.check_device(settings.device)
     return settings
 
 
@@ -392,7 +393,7 @@ def train_run(settings, features, progress=False):
     opt = optim.SGD(model.parameters(), lr=settings.base_lr, momentum=settings.momentum,
                     weight_decay=settings.weight_decay, caffe_style=True)
     schedule = optim.InvLR(opt, gamma=settings.lr_gamma, power=settings.lr_power)
-    loss_fn = losses.get(settings.method, **settings.loss_params)
+    loss_fn = loss_schedule(settings.method, **settings.loss_params)
     indices_of = batch_indices(settings, labels, device)
 
     def batches(it):

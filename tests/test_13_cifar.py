@@ -13,6 +13,7 @@ import pytest
 from tinydm import backend, checkpoint
 from tinydm.data import sampling, transforms
 from tinydm.experiments import cifar
+from tinydm.train import predicted_classes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import cifar_report  # noqa: E402
@@ -309,10 +310,10 @@ def test_command_line(tmp_path, capsys):
 
 
 def test_predicted_classes_counts_classes_above_one_percent():
-    assert cifar.predicted_classes([1000] * 10) == (10, 0.1)
-    assert cifar.predicted_classes([8930, 0, 0, 0, 1070, 0, 0, 0, 0, 0]) == (2, 0.893)
+    assert predicted_classes([1000] * 10) == (10, 0.1)
+    assert predicted_classes([8930, 0, 0, 0, 1070, 0, 0, 0, 0, 0]) == (2, 0.893)
     # 99 of 10,000 is below the 1% line, 100 is on it
-    assert cifar.predicted_classes([9801, 99, 100]) == (2, 0.9801)
+    assert predicted_classes([9801, 99, 100]) == (2, 0.9801)
 
 
 def test_report_compares_runs_in_table_9_columns(reference_run, tmp_path, capsys):

@@ -58,7 +58,7 @@ def check_inputs(name, z, y):
 
 
 def edf_weights(e, params, st):
-    """``w_i`` and ``w_i / sum_j w_j`` for a weighting function of tinydm/edf.py, the shares
+    """``w_i`` and ``w_i / sum_j w_j`` for a weighting function of tinydm/edf/, the shares
     computed from ``log w`` as a softmax over the batch (no overflow, no 0/0)."""
     xp = get_array_module(st.log_p)
     log_w = e.log_weight(st.log_p, st.log_1mp, **params)

@@ -1,6 +1,7 @@
 """Per-batch diagnostics of example weighting and the emphasis-collapse watch.
 
-With ``s_i = w_i / sum_j w_j`` the normalised weights of a batch of N (see docs/emphasis-collapse.md),
+With ``s_i = w_i / sum_j w_j`` the normalised weights of a batch of N
+(see docs/emphasis-collapse.md),
 
 * ESS fraction ``= (sum_i w_i)^2 / (N sum_i w_i^2) = 1 / (N sum_i s_i^2)``: 1 when all weights
   are equal, 1/N when one example takes all the emphasis;
@@ -12,7 +13,9 @@ examples get the same class: the mark of a run that emphasis collapse has locked
 
 import warnings
 
-from .. import backend
+import numpy as np
+
+from .. import backend, edf
 
 ONE_CLASS = 0.99  # a run "predicts one class" when at least this share of the test set gets it
 
@@ -25,6 +28,14 @@ def emphasis_stats(normalised_weights, labels, num_classes):
     ess = 1.0 / (s.shape[0] * (s * s).sum())
     shares = xp.bincount(labels, weights=s, minlength=num_classes)
     return ess, shares
+
+
+def predicted_classes(histogram, at_least=0.01):
+    """How many classes take at least ``at_least`` of the predictions, and the largest share:
+    ``(10, 0.12)`` for a healthy CIFAR-10 network, ``(2, 0.89)`` for one locked onto two."""
+    counts = np.asarray(histogram, dtype=float)
+    shares = counts / counts.sum()
+    return int((shares >= at_least).sum()), float(shares.max())
 
 
 def one_class(histogram):
@@ -97,3 +108,30 @@ class CollapseWatch:
                        f"{self.one_class_streak} evaluations in a row (now {held:.0%} in class"
                        f"{'es' if len(top) > 1 else ''} {', '.join(map(str, sorted(top)))})",
                        history)
+
+
+def collapse_model(name, p, num_classes, **params):
+    """The feedback model of docs/emphasis-collapse.md: a network whose prediction does not
+    depend on the input gives the favoured class A probability ``p`` and every other class
+    ``q = (1 - p) / (C - 1)``, on a batch with equal counts of every label.
+
+    Returns ``(share, push)`` (arrays like ``p``): ``share`` is the part of the batch's
+    gradient (L1, the normalised weights summed) carried by the examples labelled A,
+    ``w(p) / (w(p) + (C - 1) w(q))``; ``push`` is how much the batch's descent step moves the
+    logit of A (its bias), per unit of total gradient: every example's step is ``s_i (e_i -
+    p) / (2 (1 - p_i))``, so the A-labelled ones add ``share / 2`` and the others subtract
+    ``(1 - share) p / (2 (1 - q))``. ``push > 0`` at ``p > 1/C``: the favoured class is
+    pushed further (collapse feeds itself); ``push < 0``: the step restores balance.
+    ``name``/``params``: a weighting function of :func:`tinydm.edf.weight`, or ``"uniform"``
+    (every weight 1: DM with beta = 0, and what per-class renormalisation leaves of the
+    class shares)."""
+    p = np.asarray(p, dtype=np.float64)
+    c = num_classes
+    q = (1 - p) / (c - 1)
+    if name == "uniform":
+        w_a, w_o = np.ones_like(p), np.ones_like(q)
+    else:
+        w_a, w_o = edf.weight(name, p, **params), edf.weight(name, q, **params)
+    share = w_a / (w_a + (c - 1) * w_o)
+    push = share / 2 - (1 - share) * p / (2 * (1 - q))
+    return share, push

@@ -81,11 +81,12 @@ def fit(model, loss, optimizer, batches, iterations, num_classes, scheduler=None
         on_eval=None, progress=True, desc="train", watch=None):
     """Train ``model`` for iterations ``start_iteration .. iterations - 1``; return a History.
 
-    ``loss``: a loss function ``f(logits, y)`` or a :class:`~tinydm.train.schedules.LossSchedule`
-    (the loss of each iteration, e.g. a beta warm-up). ``on_eval(it, history)`` runs after each evaluation (e.g. to write a checkpoint: the state
-    then is that after ``it + 1`` updates). The schedule, if any, sets ``optimizer.lr`` for each
-    iteration from its ``lr_at``. ``watch``: a :class:`CollapseWatch` (default thresholds if
-    None; ``False`` turns the warnings off).
+    ``loss``: a loss function ``f(logits, y)`` or a
+    :class:`~tinydm.train.schedules.LossSchedule` (the loss of each iteration, e.g. a beta
+    warm-up). ``on_eval(it, history)`` runs after each evaluation (e.g. to write a checkpoint: the
+    state then is that after ``it + 1`` updates). The schedule, if any, sets ``optimizer.lr``
+    for each iteration from its ``lr_at``. ``watch``: a :class:`CollapseWatch` (default
+    thresholds if None; ``False`` turns the warnings off).
     """
     from tqdm.auto import tqdm  # only needed while training
 

@@ -240,3 +240,18 @@ def test_a_diverging_run_is_recorded_not_fatal(features, tmp_path):
     assert "[1/1 one-class, 1 diverged]" in imdb.markdown_table(table.summary)
     assert "diverged (non-finite loss, then one class): r = 0.0 CCE-DN (1/1)" in \
         imdb.format_table(table.summary)
+
+
+def test_a_run_is_named_by_a_plain_dict_of_settings(features, tmp_path):
+    """The single-run entry point a sweep calls: a dict of settings is the settings object."""
+    settings = imdb.make_settings("r0", "cce", 2, **SHORT)
+    record, trained = imdb.run_one(settings, features, tmp_path)
+    again, trained_again = imdb.run_one(settings.as_dict(), features, tmp_path)
+    assert trained and not trained_again and again == record
+    assert imdb.RunSettings.from_dict(record["config"]) == settings.replace(
+        features=features.fingerprint)
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) lr; valid: "):
+        imdb.RunSettings.from_dict({**settings.as_dict(), "lr": 0.1})
+    with pytest.raises(ValueError, match="batch_size"):
+        imdb.run_one({**settings.as_dict(), "batch_size": 0}, features, tmp_path)
+    assert imdb.RunSettings.defaults()["iterations"] == 10_000

@@ -201,6 +201,12 @@ def test_config_rejects_bad_settings():
     resolved = cifar.Config(iterations=30000).resolved()
     assert resolved.milestones == (15000, 22000) and resolved.data_seed == resolved.seed
     assert resolved.out_dir == str(Path("runs/cifar") / resolved.name)
+    # a record's config (JSON: lists for tuples) gives back the same settings, as a sweep's dict
+    assert cifar.Config.from_dict(json.loads(json.dumps(resolved.as_dict()))) == resolved
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) epochs"):
+        cifar.Config.from_dict({"epochs": 3})
+    with pytest.raises(ValueError, match="noise_rate"):
+        cifar.Config(noise_rate=float("nan"))
 
 
 # ----------------------------------------------------------------------------------------------

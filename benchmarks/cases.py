@@ -57,10 +57,11 @@ def _labels(seed, n, classes):
 # --- tinydm ---------------------------------------------------------------------------------------
 def tinydm_step(case, device="cpu"):
     """One training step of a STEP_CASES model in tinydm: zero_grad, forward, loss, backward,
-    SGD update."""
+    SGD update; with the malloc tuning the training examples switch on (tinydm/backend/malloc.py)."""
     import tinydm
     from tinydm import losses, nn, optim
 
+    tinydm.backend.tune_malloc()
     tinydm.manual_seed(0)
     with tinydm.backend.device(device):
         if case["kind"] == "resnet":

@@ -16,7 +16,7 @@ in --data-dir) and trains PV-DBOW features once (gensim, a few minutes; cached);
 MLP is trained for every row x method x seed (a few seconds each). Every run is saved as one
 JSON under --out and skipped when run again with the same settings, so an interrupted table
 resumes. At the end the table is printed beside the paper's, and written with the curves and two
-figures into --report-dir. Protocol: tinydm/experiments/imdb.py and docs/results.md.
+figures into --report-dir. Protocol: tinydm/experiments/imdb/ and docs/results.md.
 """
 
 import argparse
@@ -33,6 +33,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
 
 from tinydm import backend  # noqa: E402
 from tinydm.experiments import imdb  # noqa: E402
+
+D = imdb.RunSettings.defaults()  # the protocol's defaults
 
 
 def seed_list(text):
@@ -67,33 +69,35 @@ def main(argv=None):
                         help="DM's beta for every row (default: the paper's, per row)")
     remedies = parser.add_argument_group(
         "remedies for emphasis collapse (docs/emphasis-collapse.md; all off by default)")
-    remedies.add_argument("--warmup", type=int, default=0, metavar="K",
+    remedies.add_argument("--warmup", type=int, default=imdb.REMEDIES["warmup"], metavar="K",
                           help="DM: raise beta linearly from 0 over the first K iterations")
-    remedies.add_argument("--ess-floor", type=float, default=0.0, metavar="F",
+    remedies.add_argument("--ess-floor", type=float, default=imdb.REMEDIES["ess_floor"],
+                          metavar="F",
                           help="DM: temper the weights (w -> w^t) until the batch's ESS is at "
                                "least F of the batch")
     remedies.add_argument("--per-class", action="store_true",
                           help="DM: renormalise the weights within each given label, so each "
                                "label keeps its batch frequency as its share of the emphasis")
-    remedies.add_argument("--sampler", choices=imdb.SAMPLERS, default="shuffle",
+    remedies.add_argument("--sampler", choices=imdb.SAMPLERS, default=D["sampler"],
                           help="shuffle: reshuffled epochs; balanced: every batch half positive, "
                                "half negative by the given (noisy) label, drawn per iteration "
-                               "(oversamples the minority in the P:N rows) (default: shuffle)")
+                               "(oversamples the minority in the P:N rows) (default: %(default)s)")
     remedies.add_argument("--rescue-report", action="store_true",
                           help="train nothing: read every run in --out and write the rescue "
                                "table (rescue.md, rescue.csv) into --report-dir and the "
                                "collapse figures into --figure-dir")
-    parser.add_argument("--iterations", type=int, default=10_000,
-                        help="training iterations (default: 10000)")
-    parser.add_argument("--batch-size", type=int, default=250, help="batch size (default: 250)")
-    parser.add_argument("--weight-decay", type=float, default=0.002,
-                        help="weight decay on every parameter (default: 0.002)")
-    parser.add_argument("--eval-every", type=int, default=250,
-                        help="evaluate on the test set every N iterations (default: 250)")
-    parser.add_argument("--log-every", type=int, default=100,
+    parser.add_argument("--iterations", type=int, default=D["iterations"],
+                        help="training iterations (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=D["batch_size"],
+                        help="batch size (default: %(default)s)")
+    parser.add_argument("--weight-decay", type=float, default=D["weight_decay"],
+                        help="weight decay on every parameter (default: %(default)s)")
+    parser.add_argument("--eval-every", type=int, default=D["eval_every"],
+                        help="evaluate on the test set every N iterations (default: %(default)s)")
+    parser.add_argument("--log-every", type=int, default=D["log_every"],
                         help="log loss, ESS and the class shares of the emphasis every N "
-                             "iterations (default: 100)")
-    parser.add_argument("--device", choices=backend.DEVICES, default="cpu",
+                             "iterations (default: %(default)s)")
+    parser.add_argument("--device", choices=backend.DEVICES, default=D["device"],
                         help="cpu (NumPy), cuda (CuPy) or standin (CPU stand-in for CuPy)")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="runs trained at a time on CPU, one process each "

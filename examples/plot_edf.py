@@ -4,14 +4,14 @@
     python examples/plot_edf.py --out docs/figures --formats png
     python examples/plot_edf.py --lam 1 --beta 16 --figures edf_fig1b edf_batch_weights
 
-Figures (see tinydm/plot.py): edf_fig1b (the paper's Figure 1b), edf_dm_vs_lam, edf_dm_vs_beta,
+Figures (see tinydm/plot/edf.py): edf_fig1b (the paper's Figure 1b), edf_dm_vs_lam, edf_dm_vs_beta,
 edf_variants (Eq. 9-11), edf_batch_weights (the gradient each example of a real batch receives).
 """
 
 import argparse
 import pathlib
 
-from tinydm import plot
+from tinydm import edf, plot
 
 
 def main(argv=None):
@@ -29,7 +29,7 @@ def main(argv=None):
                         help="DM's lambda (emphasis mode lam/(lam+1)) in fig1b, dm_vs_beta and the batch")
     parser.add_argument("--beta", type=float, default=8.0,
                         help="DM's beta (emphasis spread) in fig1b, dm_vs_lam and the batch")
-    parser.add_argument("--q", type=float, default=0.7, help="GCE's q")
+    parser.add_argument("--q", type=float, default=edf.GCE_Q, help="GCE's q")
     parser.add_argument("--lams", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0],
                         help="the lambdas of edf_dm_vs_lam")
     parser.add_argument("--betas", type=float, nargs="+", default=[-2.0, 0.0, 2.0, 4.0, 8.0, 16.0],

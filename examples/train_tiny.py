@@ -83,6 +83,7 @@ def main(argv=None):
 
     args.iters = args.iters or (1500 if args.model == "mlp" else 400)
     td.set_device(args.device)
+    backend.tune_malloc()  # reuse freed memory between steps (tinydm/backend/malloc.py)
     td.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     classes = 3 if args.model == "mlp" else 4

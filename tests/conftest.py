@@ -11,7 +11,7 @@ from tinydm import backend
 def _cuda_usable():
     try:
         backend.module_for("cuda")
-        backend._check_device("cuda")
+        backend.check_device("cuda")
         return True
     except Exception:
         return False

@@ -3,8 +3,8 @@ variants, and derivative manipulation (DM, Eq. 7 with the weight of Eq. 12).
 
 Each loss writes dL/dz by hand. The plain losses are checked against finite differences of their
 own value (gradcheck) and against the paper's case-by-case formulas; DN and DM, whose gradients are
-not the gradients of their displayed values, against the rules of REFERENCE.md computed here
-independently in NumPy."""
+not the gradients of their displayed values, against the released code's rules
+(docs/released-code.md) computed here independently in NumPy."""
 
 import numpy as np
 import pytest
@@ -45,7 +45,7 @@ def paper_gradient(name, z, y, q=0.7):
 
 
 def dm_reference(z, y, lam, beta):
-    """REFERENCE.md: g_i = (w_i / sum_j w_j) d_i / (2(1 - p_i) + 1e-6), w_i = exp(beta p^lam (1-p))."""
+    """docs/released-code.md: g_i = (w_i / sum_j w_j) d_i / (2(1 - p_i) + 1e-6), w_i = exp(beta p^lam (1-p))."""
     P = softmax(z)
     p = P[np.arange(len(y)), y]
     w = np.exp(beta * p ** lam * (1 - p))
@@ -184,7 +184,7 @@ def test_cce_dn_is_manipulate_with_the_cce_weight_up_to_the_epsilon(device):
 
 
 def test_dm_with_beta_zero_gives_every_example_the_same_share(device):
-    """REFERENCE.md: DM(beta=0) means every weight is 1 (uniform emphasis). It is therefore not
+    """docs/released-code.md: DM(beta=0) means every weight is 1 (uniform emphasis). It is therefore not
     CCE-DN, whose shares are 2(1 - p_i) / sum_j 2(1 - p_j) (Table 1 lists the two separately)."""
     z, y = batch(n=5, seed=9)
     loss, g = grad_of(lambda a, b: losses.dm(a, b, 0.7, 0.0), z, y)
@@ -338,10 +338,10 @@ def test_get_by_name_matches_the_functions(device):
 
 
 @pytest.mark.parametrize("name,params,match", [
-    ("focal", {}, r"unknown loss 'focal'; valid names and parameters: cce .*dm\(lam, beta, warmup=0"),
+    ("focal", {}, r"unknown loss 'focal'; valid names and parameters: cce .*dm\(lam, beta, ess_floor=0.0"),
     ("cce", {"q": 0.5}, r"loss 'cce': unknown parameter\(s\) q; use cce \(no parameters\)"),
     ("gce", {"lam": 1}, r"unknown parameter\(s\) lam; use gce\(q=0.7\)"),
-    ("dm", {"lam": 0.5}, r"loss 'dm': missing parameter\(s\) beta; use dm\(lam, beta, warmup=0"),
+    ("dm", {"lam": 0.5}, r"loss 'dm': missing parameter\(s\) beta; use dm\(lam, beta, ess_floor=0.0"),
     ("gce", {"q": 1.5}, r"q must be in \(0, 1\]"),
     ("dm", {"lam": -1, "beta": 2}, "lam must be >= 0"),
     ("dm", {"lam": 0.5, "beta": float("nan")}, "beta must be a finite number"),

@@ -8,7 +8,8 @@ import pathlib
 import numpy as np
 import pytest
 
-from tinydm.experiments import imdb
+from tinydm.experiments import imdb, runner
+from tinydm.train import one_class
 
 SHORT = dict(iterations=300, batch_size=50, eval_every=100, log_every=50)
 
@@ -76,23 +77,26 @@ def test_run_table_end_to_end(device, features, tmp_path):
     assert paths == ["r0.4/cce_seed5.json", "r0.4/dm_seed5.json", "r0/cce_seed5.json",
                      "r0/dm_seed5.json"]
     for record in table.records:
-        assert record == read(imdb.run_path(tmp_path, imdb.RunSettings(
-            **{**record["settings"]})))
-        s = record["settings"]
+        assert record == read(imdb.run_path(tmp_path, imdb.settings_of(record)))
+        assert record["format"] == runner.RECORD_FORMAT and record["experiment"] == "imdb"
+        s, summary = record["config"], record["summary"]
         assert s["device"] == device and s["features"] == features.fingerprint
-        assert [e["iteration"] for e in record["evals"]] == [100, 200, 300]
-        assert [st["iteration"] for st in record["steps"]] == [1, 50, 100, 150, 200, 250, 300]
-        final = record["evals"][-1]
-        assert record["final_test_accuracy"] == final["test_accuracy"]
-        assert record["best_test_accuracy"] == max(e["test_accuracy"] for e in record["evals"])
+        evals = record["history"]["evals"]
+        assert [e["iteration"] for e in evals] == [100, 200, 300]
+        assert [st["iteration"] for st in record["history"]["steps"]] == [1, 50, 100, 150, 200,
+                                                                         250, 300]
+        final = evals[-1]
+        assert summary["test_accuracy_final"] == final["test_accuracy"]
+        assert summary["test_accuracy_best"] == max(e["test_accuracy"] for e in evals)
         assert sum(final["test_class_histogram"]) == 600 and len(final["test_class_accuracy"]) == 2
-        assert record["step_ms"] > 0 and record["wall_time"] > 0
+        assert record["timing"]["step_ms"] > 0 and record["timing"]["wall_seconds"] > 0
         if s["row"] == "r0":
-            assert record["train_corrupted"] == 0 and final["train_accuracy_corrupted"] is None
-            assert record["final_test_accuracy"] > 0.95  # the easy task is learnt
-            assert not record["final_one_class"]
+            assert record["data"]["train_corrupted"] == 0
+            assert final["train_accuracy_corrupted"] is None
+            assert summary["test_accuracy_final"] > 0.95  # the easy task is learnt
+            assert not summary["one_class_final"]
         else:
-            assert abs(record["noise_rate"] - 0.4) < 0.06
+            assert abs(record["data"]["noise_rate_realised"] - 0.4) < 0.06
             assert 0 <= final["train_accuracy_corrupted"] <= 1
             assert final["train_accuracy_intact"] > 0.8  # it fits the intact labels
     assert [c["method"] for c in table.summary] == ["cce", "dm", "cce", "dm"]
@@ -103,7 +107,8 @@ def test_devices_train_the_same_run(features, tmp_path):
     CPU's computation step for step (on CUDA only the rounding differs)."""
     cpu, standin = [imdb.run_one(imdb.make_settings("pn10", "dm", 3, device=d, **SHORT), features,
                                  tmp_path / d)[0] for d in ("cpu", "standin")]
-    assert cpu["evals"] == standin["evals"] and cpu["steps"] == standin["steps"]
+    same = lambda r: {**runner.outcome(r), "config": {**r["config"], "device": None}}
+    assert same(cpu) == same(standin)
 
 
 # MAE learns slowly (its weights 2 p_i (1 - p_i) are small at the start): a 200-iteration MAE run
@@ -116,7 +121,8 @@ def test_finished_runs_are_skipped(features, tmp_path, monkeypatch):
     assert first.trained == 4
     trained = []
     real = imdb.train_run
-    monkeypatch.setattr(imdb, "train_run", lambda s, f, **kw: trained.append(s) or real(s, f, **kw))
+    monkeypatch.setattr(imdb.training, "train_run",
+                        lambda s, f, **kw: trained.append(s) or real(s, f, **kw))
     again = imdb.run_table(features, **kwargs)
     assert (again.trained, again.skipped, trained) == (0, 4, [])
     assert again.records == first.records
@@ -124,11 +130,11 @@ def test_finished_runs_are_skipped(features, tmp_path, monkeypatch):
     imdb.run_path(tmp_path, imdb.make_settings("pn50", "mae", 2)).unlink()
     lines = []
     imdb.run_table(features, **{**kwargs, "log": lines.append})
-    assert [(s.method, s.seed) for s in trained] == [("mae", 2)]
+    assert [(s.loss, s.seed) for s in trained] == [("mae", 2)]
     assert lines[0].startswith("3 of 4 runs are already in") and "(done before)" not in lines[1]
     imdb.run_table(features, **{**kwargs, "methods": ["mae"], "seeds": [1], "iterations": 200})
     assert trained[-1].iterations == 200
-    assert read(imdb.run_path(tmp_path, trained[-1]))["settings"]["iterations"] == 200
+    assert read(imdb.run_path(tmp_path, trained[-1]))["config"]["iterations"] == 200
     imdb.run_table(features, **{**kwargs, "methods": ["mae"], "seeds": [1], "iterations": 200,
                                 "force": True})
     assert len(trained) == 3
@@ -138,14 +144,13 @@ def test_parallel_jobs_give_the_same_records(features, tmp_path):
     kwargs = dict(rows=["r0.2"], methods=["gce", "mse-dn"], seeds=[4], log=None, **SHORT)
     one = imdb.run_table(features, out_dir=tmp_path / "one", jobs=1, **kwargs)
     two = imdb.run_table(features, out_dir=tmp_path / "two", jobs=2, **kwargs)
-    strip = lambda r: {k: v for k, v in r.items() if k not in ("wall_time", "eval_time", "step_ms")}
-    assert [strip(r) for r in one.records] == [strip(r) for r in two.records]
+    assert [runner.outcome(r) for r in one.records] == [runner.outcome(r) for r in two.records]
 
 
 def fake_record(row, method, seed, accuracy, predicted=(300, 300)):
-    return {"settings": {"row": row, "method": method, "seed": seed, "loss_params": {}},
-            "final_test_accuracy": accuracy, "best_test_accuracy": accuracy + 0.01,
-            "final_one_class": imdb.one_class(list(predicted))}
+    return {"config": imdb.make_settings(row, method, seed).as_dict(),
+            "summary": {"test_accuracy_final": accuracy, "test_accuracy_best": accuracy + 0.01,
+                        "one_class_final": one_class(list(predicted)), "diverged_by": None}}
 
 
 def test_summary_statistics_and_formatting():
@@ -228,9 +233,25 @@ def test_a_diverging_run_is_recorded_not_fatal(features, tmp_path):
     table = imdb.run_table(features, rows=["r0"], methods=["cce-dn", "cce"], seeds=[1],
                            out_dir=tmp_path, log=None, base_lr=1e6, **SHORT)
     diverged, _ = table.records
-    assert diverged["diverged_by"] == 50 and diverged["evals"][-1]["iteration"] == 50
-    assert diverged["final_test_accuracy"] == 0.5 and diverged["final_one_class"]
+    summary = diverged["summary"]
+    assert summary["diverged_by"] == 50 and diverged["history"]["evals"][-1]["iteration"] == 50
+    assert summary["test_accuracy_final"] == 0.5 and summary["one_class_final"]
     assert table.summary[0]["diverged"] == 1 and table.summary[0]["one_class"] == 1
     assert "[1/1 one-class, 1 diverged]" in imdb.markdown_table(table.summary)
     assert "diverged (non-finite loss, then one class): r = 0.0 CCE-DN (1/1)" in \
         imdb.format_table(table.summary)
+
+
+def test_a_run_is_named_by_a_plain_dict_of_settings(features, tmp_path):
+    """The single-run entry point a sweep calls: a dict of settings is the settings object."""
+    settings = imdb.make_settings("r0", "cce", 2, **SHORT)
+    record, trained = imdb.run_one(settings, features, tmp_path)
+    again, trained_again = imdb.run_one(settings.as_dict(), features, tmp_path)
+    assert trained and not trained_again and again == record
+    assert imdb.RunSettings.from_dict(record["config"]) == settings.replace(
+        features=features.fingerprint)
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) lr; valid: "):
+        imdb.RunSettings.from_dict({**settings.as_dict(), "lr": 0.1})
+    with pytest.raises(ValueError, match="batch_size"):
+        imdb.run_one({**settings.as_dict(), "batch_size": 0}, features, tmp_path)
+    assert imdb.RunSettings.defaults()["iterations"] == 10_000

@@ -13,6 +13,7 @@ import pytest
 from tinydm import backend, checkpoint
 from tinydm.data import sampling, transforms
 from tinydm.experiments import cifar
+from tinydm.train import predicted_classes
 from conftest import DEVICES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
@@ -269,6 +270,12 @@ def test_config_rejects_bad_settings():
     resolved = cifar.Config(iterations=30000).resolved()
     assert resolved.milestones == (15000, 22000) and resolved.data_seed == resolved.seed
     assert resolved.out_dir == str(Path("runs/cifar") / resolved.name)
+    # a record's config (JSON: lists for tuples) gives back the same settings, as a sweep's dict
+    assert cifar.Config.from_dict(json.loads(json.dumps(resolved.as_dict()))) == resolved
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) epochs"):
+        cifar.Config.from_dict({"epochs": 3})
+    with pytest.raises(ValueError, match="noise_rate"):
+        cifar.Config(noise_rate=float("nan"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -378,10 +385,10 @@ def test_command_line(tmp_path, capsys):
 
 
 def test_predicted_classes_counts_classes_above_one_percent():
-    assert cifar.predicted_classes([1000] * 10) == (10, 0.1)
-    assert cifar.predicted_classes([8930, 0, 0, 0, 1070, 0, 0, 0, 0, 0]) == (2, 0.893)
+    assert predicted_classes([1000] * 10) == (10, 0.1)
+    assert predicted_classes([8930, 0, 0, 0, 1070, 0, 0, 0, 0, 0]) == (2, 0.893)
     # 99 of 10,000 is below the 1% line, 100 is on it
-    assert cifar.predicted_classes([9801, 99, 100]) == (2, 0.9801)
+    assert predicted_classes([9801, 99, 100]) == (2, 0.9801)
 
 
 def test_report_compares_runs_in_table_9_columns(reference_run, tmp_path, capsys):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import tinydm as td
-from tinydm import backend, losses
+from tinydm import backend, losses, train
 
 
 def _batch(n=64, c=4, seed=0, scale=4.0):
@@ -19,20 +19,23 @@ def _shares(loss):
 
 
 def test_the_beta_warm_up_rises_linearly_then_holds():
-    f = losses.get("dm", lam=1, beta=16, warmup=100)
-    betas = []
-    for it in (0, 25, 50, 100, 5000):
-        f.set_iteration(it)
-        betas.append(f.current_params()["beta"])
+    schedule = train.loss_schedule("dm", lam=1, beta=16, warmup=100)
+    assert isinstance(schedule, train.BetaWarmup)
+    betas = [schedule.loss_at(it).params["beta"] for it in (0, 25, 50, 100, 5000)]
     assert betas == [0.0, 4.0, 8.0, 16.0, 16.0]
-    with pytest.raises(RuntimeError, match="needs the iteration"):
-        losses.get("dm", lam=1, beta=16, warmup=10)(*_batch())
+    assert isinstance(train.loss_schedule("dm", lam=1, beta=16), train.Constant)
+    for bad in (-1, True):
+        with pytest.raises(ValueError, match="warmup"):
+            train.loss_schedule("dm", lam=1, beta=16, warmup=bad)
+    with pytest.raises(ValueError, match=r"'cce': unknown parameter\(s\) warmup"):
+        train.loss_schedule("cce", warmup=10)
+    with pytest.raises(ValueError, match="unknown parameter"):  # the loss has no warmup itself
+        losses.get("dm", lam=1, beta=16, warmup=10)
 
 
 def test_warm_up_at_iteration_zero_is_uniform_emphasis(device):
     z, y = _batch()
-    f = losses.get("dm", lam=1, beta=16, warmup=100)
-    f.set_iteration(0)
+    f = train.loss_schedule("dm", lam=1, beta=16, warmup=100).loss_at(0)
     np.testing.assert_allclose(_shares(f(z, y)), 1 / 64)
 
 

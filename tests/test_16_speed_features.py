@@ -22,6 +22,7 @@ import pytest
 import tinydm as td
 import tinydm.functional as F
 from tinydm import backend
+from tinydm.backend import parallel as parallel_module
 from tinydm.functional import conv as conv_module
 from tinydm.tensor import Function
 from conftest import tensor
@@ -91,7 +92,7 @@ def test_conv2d_results_do_not_depend_on_chunks_or_threads(device, rng, monkeypa
     assert td.gradcheck(lambda *a: F.conv2d(*a, stride=stride, padding=padding),
                         tensor(x_np), tensor(w_np), tensor(b_np), mode="directional")
     # chunks of one image (9 of them, so that two threads get four or more), on 1 and 3 threads
-    monkeypatch.setattr(backend, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(parallel_module, "CHUNK_BYTES", 1)
     threads = backend.get_num_threads()
     try:
         backend.set_num_threads(1)
@@ -127,7 +128,7 @@ def test_batch_parts_on_threads_change_nothing(device, rng, monkeypatch, op):
                 + [backend.to_numpy(a).copy() for a in stats], fn, args)
 
     whole, _, _ = run()  # the inputs are under CHUNK_BYTES: one part
-    monkeypatch.setattr(backend, "CHUNK_BYTES", 64)  # now 3 parts of 3, 3 and 1 examples
+    monkeypatch.setattr(parallel_module, "CHUNK_BYTES", 64)  # now 3 parts of 3, 3 and 1 examples
     threads = backend.get_num_threads()
     try:
         backend.set_num_threads(3)
@@ -155,7 +156,7 @@ def test_map_batch_parts_cuts_big_batches_only(monkeypatch):
         backend.set_num_threads(3)
         small = np.zeros((10, 4))
         assert backend.map_batch_parts(lambda p: p, small) == [...]
-        monkeypatch.setattr(backend, "CHUNK_BYTES", 8)
+        monkeypatch.setattr(parallel_module, "CHUNK_BYTES", 8)
         assert backend.map_batch_parts(lambda p: p, small) == [slice(0, 4), slice(4, 8),
                                                                slice(8, 10)]
         assert backend.map_batch_parts(lambda p: p, np.zeros(())) == [...]
@@ -193,13 +194,19 @@ def test_parallel_map_keeps_blas_to_one_thread_inside():
     assert all(n == 1 for per_item in seen for n in per_item)
 
 
-def test_malloc_tuning_is_applied_at_import_unless_switched_off():
-    code = "import tinydm; print(tinydm.backend.MALLOC_TUNING)"
+def test_malloc_tuning_is_opt_in_and_can_be_switched_off():
+    code = ("import tinydm; print(tinydm.backend.malloc_tuned()); "
+            "print(tinydm.backend.tune_malloc())")
+    env = {k: v for k, v in os.environ.items() if k != "TINYDM_MALLOC_TUNING"}
+    on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                        env=dict(env, PYTHONPATH=str(ROOT)))
+    imported, applied = on.stdout.split()
+    assert imported == "False"  # import tinydm leaves malloc alone
+    if sys.platform.startswith("linux"):  # glibc: the tuning takes when asked for
+        assert applied == "True"
     off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env=dict(os.environ, TINYDM_MALLOC_TUNING="0", PYTHONPATH=str(ROOT)))
-    assert off.stdout.strip() == "False"
-    if sys.platform.startswith("linux"):
-        assert isinstance(backend.MALLOC_TUNING, bool)
+                         env=dict(env, TINYDM_MALLOC_TUNING="0", PYTHONPATH=str(ROOT)))
+    assert off.stdout.split() == ["False", "False"]
 
 
 # --- the benchmark -------------------------------------------------------------------------------

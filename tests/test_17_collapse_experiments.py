@@ -10,8 +10,9 @@ import warnings
 import numpy as np
 import pytest
 
-from tinydm import plot
-from tinydm.experiments import imdb
+from tinydm import backend, plot
+from tinydm.experiments import imdb, runner
+from tinydm.train.diagnostics import collapse_model
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 TINY = dict(iterations=60, batch_size=50, eval_every=30, log_every=10)
@@ -71,7 +72,7 @@ def test_balanced_imdb_batches_hold_half_of_each_given_label(device):
         on_cpu = imdb.batch_indices(imdb.make_settings(row_key, "dm", 7, sampler="balanced"),
                                     labels, "cpu")
         for it in (0, 1, 999):
-            idx = np.asarray(imdb.backend.to_numpy(indices_of(it)))
+            idx = np.asarray(backend.to_numpy(indices_of(it)))
             assert idx.size == 250 and np.unique(idx).size == 250
             assert np.bincount(labels[idx], minlength=2).tolist() == [125, 125]
             np.testing.assert_array_equal(idx, on_cpu(it))  # every device, the same batches
@@ -90,12 +91,12 @@ def test_each_remedy_runs_and_does_what_it_claims(features, tmp_path, remedy):
     for device in ("cpu", "standin"):
         settings = imdb.make_settings("r0.4", "dm", 3, device=device, **REMEDIES[remedy], **TINY)
         record, trained = imdb.run_one(settings, features, tmp_path / device)
-        assert trained and record["settings"] == imdb.settings_of(record).as_dict()
+        assert trained and record["config"] == imdb.settings_of(record).as_dict()
         assert imdb.run_path(tmp_path / device, settings).exists()
-        assert record["settings"]["loss_params"] == settings.loss_params
+        assert record["config"]["loss_params"] == settings.loss_params
         records[device] = record
-    cpu, standin = records["cpu"], records["standin"]
-    assert cpu["evals"] == standin["evals"] and cpu["steps"] == standin["steps"]
+    cpu, standin = (runner.outcome(records[d]) for d in ("cpu", "standin"))
+    assert (cpu["evals"], cpu["steps"]) == (standin["evals"], standin["steps"])
     ess = [s["ess_fraction"] for s in cpu["steps"]]
     if remedy == "warmup":  # beta = 0 at iteration 0: uniform emphasis, ESS exactly 1
         assert cpu["steps"][0]["iteration"] == 1 and ess[0] == pytest.approx(1.0)
@@ -104,7 +105,8 @@ def test_each_remedy_runs_and_does_what_it_claims(features, tmp_path, remedy):
         assert min(ess) >= 0.9 - 1e-5
     if remedy == "per_class":  # shares pinned to the label counts: a balanced batch gives 1/2
         balanced = imdb.make_settings("r0.4", "dm", 3, per_class=True, sampler="balanced", **TINY)
-        shares = [s["class_shares"] for s in imdb.run_one(balanced, features, tmp_path)[0]["steps"]]
+        record = imdb.run_one(balanced, features, tmp_path)[0]
+        shares = [s["class_shares"] for s in runner.steps_of(record)]
         np.testing.assert_allclose(shares, 0.5, atol=1e-5)
 
 
@@ -120,24 +122,26 @@ def test_the_collapse_watch_reads_the_imdb_class_histogram(tmp_path):
                                  tmp_path)[0]
         healthy = imdb.run_one(imdb.make_settings("r0", "dm", 1, beta=0.0, **short), weak,
                                tmp_path)[0]
-    assert collapsed["final_one_class"] and collapsed["final_test_accuracy"] == 0.5
-    assert len(collapsed["warnings"]) >= 1
+    summary, found = collapsed["summary"], collapsed["history"]["warnings"]
+    assert summary["one_class_final"] and summary["test_accuracy_final"] == 0.5
+    assert len(found) >= 1
     assert "test_class_histogram has put more than 90% of the predictions in one class" in \
-        collapsed["warnings"][0] and "(now 100% in class" in collapsed["warnings"][0]
-    assert "emphasis collapse" in collapsed["warnings"][0]
+        found[0] and "(now 100% in class" in found[0]
+    assert "emphasis collapse" in found[0]
     assert any("test_class_histogram" in str(w.message) for w in caught)
-    assert not healthy["final_one_class"] and healthy["warnings"] == []
+    assert not healthy["summary"]["one_class_final"] and healthy["history"]["warnings"] == []
 
 
 def fake(row, variant, seed, accuracy, one_class=False, beta=-0.33, iterations=10_000):
     settings = imdb.make_settings(row, "dm", seed, beta=beta, iterations=iterations,
                                   **variant).as_dict()
     histogram = [600, 0] if one_class else [300, 300]
-    return {"settings": settings, "final_test_accuracy": accuracy, "best_test_accuracy": accuracy,
-            "final_one_class": one_class, "diverged_by": None,
-            "evals": [{"iteration": 100, "test_class_histogram": [600, 0]},
-                      {"iteration": 200, "test_class_histogram": histogram}],
-            "wall_time": 1.0}
+    return {"config": settings,
+            "summary": {"test_accuracy_final": accuracy, "test_accuracy_best": accuracy,
+                        "one_class_final": one_class, "diverged_by": None},
+            "history": {"evals": [{"iteration": 100, "test_class_histogram": [600, 0]},
+                                  {"iteration": 200, "test_class_histogram": histogram}]},
+            "timing": {"wall_seconds": 1.0}}
 
 
 def test_the_rescue_table_counts_rescues_new_collapses_and_costs():
@@ -181,15 +185,15 @@ def test_command_line_remedies_seed_ranges_and_the_rescue_report(features, tmp_p
     assert names == ["dm+warmup20+perclass+balanced_seed1.json",
                      "dm+warmup20+perclass+balanced_seed2.json", "dm_seed1.json", "dm_seed2.json"]
     record = json.loads((tmp_path / "r0.4" / names[0]).read_text())
-    assert record["settings"]["sampler"] == "balanced"
-    assert record["settings"]["loss_params"]["warmup"] == 20
+    assert record["config"]["sampler"] == "balanced"
+    assert record["config"]["loss_params"]["warmup"] == 20
     drawn = {}  # figures are built, not rendered: PNG writing is slow and tested in test_12
 
     def save(fig, out_dir, name, **kwargs):
         drawn[name] = fig
         return [pathlib.Path(out_dir) / f"{name}.png"]
 
-    monkeypatch.setattr(plot, "save", save)
+    monkeypatch.setattr(plot, "save", save)  # the report calls plot.save
     cli.main(["--out", str(tmp_path), "--rescue-report", "--report-dir", str(tmp_path / "rep")])
     assert "| r = 0.4 | +warmup20+perclass+balanced | 2 |" in capsys.readouterr().out
     report = (tmp_path / "rep" / "rescue.md").read_text()
@@ -221,7 +225,7 @@ def test_the_feedback_model_has_the_slope_the_doc_derives(classes, lam, beta):
     (l'(1/C) - C(C-2)/(C-1)) / (2(C-1)) per unit of p, l = log w = beta p^lam (1-p):
     docs/emphasis-collapse.md, section 2."""
     c, h = classes, 1e-6
-    push = lambda p: plot.collapse_model("dm", [p], c, lam=lam, beta=beta)[1][0]
+    push = lambda p: collapse_model("dm", [p], c, lam=lam, beta=beta)[1][0]
     slope = (push(1 / c + h) - push(1 / c - h)) / (2 * h)
     dlogw = beta * c ** (-lam) * (lam * (c - 1) - 1)
     assert slope == pytest.approx((dlogw - c * (c - 2) / (c - 1)) / (2 * (c - 1)), abs=1e-6)
@@ -230,11 +234,11 @@ def test_the_feedback_model_has_the_slope_the_doc_derives(classes, lam, beta):
 
 def test_the_feedback_model_at_the_extremes():
     # per-class renormalisation (uniform class shares) is neutral for two classes...
-    share, push = plot.collapse_model("uniform", np.linspace(0.5, 0.99, 5), 2)
+    share, push = collapse_model("uniform", np.linspace(0.5, 0.99, 5), 2)
     np.testing.assert_allclose(share, 0.5) and np.testing.assert_allclose(push, 0, atol=1e-12)
     # ... CCE restores, and DM with beta < 0 pushes the favoured class by tanh(-beta / 2) / 2
-    assert (plot.collapse_model("cce", [0.7, 0.9], 2)[1] < 0).all()
-    assert plot.collapse_model("dm", [1 - 1e-12], 2, lam=0, beta=-0.33)[1][0] == \
+    assert (collapse_model("cce", [0.7, 0.9], 2)[1] < 0).all()
+    assert collapse_model("dm", [1 - 1e-12], 2, lam=0, beta=-0.33)[1][0] == \
         pytest.approx(np.tanh(0.165) / 2)
 
 
@@ -263,5 +267,6 @@ def test_an_ess_floor_below_the_kantorovich_bound_changes_nothing(features, tmp_
     plain, floored = [imdb.run_one(imdb.make_settings("r0.4", "dm", 2, **extra, **TINY), features,
                                    tmp_path)[0] for extra in ({}, {"ess_floor": 0.9})]
     rho = np.exp(-0.33)
+    plain, floored = runner.outcome(plain), runner.outcome(floored)
     assert min(s["ess_fraction"] for s in plain["steps"]) >= 4 * rho / (1 + rho) ** 2 - 1e-6
-    assert plain["evals"] == floored["evals"] and plain["steps"] == floored["steps"]
+    assert (plain["evals"], plain["steps"]) == (floored["evals"], floored["steps"])

@@ -1,8 +1,8 @@
 """Checkpoints: a model, its optimiser, its schedule and any JSON-able facts in one ``.npz`` file.
 
-``save(path, model, optimizer=None, scheduler=None, extra=None)`` writes, atomically (to a
-temporary file in the same directory, then renamed over ``path``, so an interrupted save never
-leaves a half-written checkpoint), a NumPy ``.npz`` archive holding
+``save(path, model, optimizer=None, scheduler=None, extra=None)`` writes, atomically
+(tinydm/files.py: an interrupted save never leaves a half-written checkpoint), a NumPy ``.npz``
+archive holding
 
 * ``model/<name>``: every parameter and buffer, by its state-dict name (PyTorch's names);
 * ``optimizer/<i>/<key>``: the state arrays of parameter ``i`` (momentum buffer, Adam moments);
@@ -22,12 +22,11 @@ Host file I/O is the one reason this module uses NumPy directly.
 """
 
 import json
-import os
-import tempfile
 
 import numpy as np
 
 from . import backend
+from .files import atomic_open
 
 FORMAT = "tinydm-checkpoint-1"
 
@@ -55,17 +54,8 @@ def save(path, model, optimizer=None, scheduler=None, extra=None):
     except TypeError as e:
         raise TypeError(f"checkpoint.save: extra must be JSON-serialisable ({e})") from None
 
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def read(path):

@@ -28,7 +28,7 @@ momentum, ``wd`` the weight decay, ``v`` the momentum buffer starting at 0):
 
 The two agree while ``lr`` is constant (Caffe's ``v`` is ``lr`` times PyTorch's) and differ
 after ``lr`` changes: Caffe's buffer still carries steps taken with the old ``lr``. The paper's
-experiments ran in Caffe (REFERENCE.md); with the "inv" schedule of its IMDB network the
+experiments ran in Caffe (docs/released-code.md); with the "inv" schedule of its IMDB network the
 difference is tiny, with the /10 steps of its CIFAR runs it lasts a few dozen iterations.
 """
 

@@ -211,25 +211,3 @@ def as_tensor(x, like=None):
         raise TypeError(f"an array on device {backend.device_of(x)!r} (shape {x.shape}) was mixed "
                         f"with a tensor on device {like.device!r}; move it with Tensor(x, device=...)")
     return Tensor(x)
-
-
-# --- operators ---------------------------------------------------------------------------------
-# Each operator is an op of tinydm/functional/arithmetic.py, imported last because the ops need
-# Tensor and Function first.
-from .functional import arithmetic as _A  # noqa: E402
-
-Tensor.__add__ = Tensor.__radd__ = lambda a, b: _A.add(a, b)
-Tensor.__sub__ = lambda a, b: _A.sub(a, b)
-Tensor.__rsub__ = lambda a, b: _A.sub(b, a)
-Tensor.__mul__ = Tensor.__rmul__ = lambda a, b: _A.mul(a, b)
-Tensor.__truediv__ = lambda a, b: _A.div(a, b)
-Tensor.__rtruediv__ = lambda a, b: _A.div(b, a)
-Tensor.__neg__ = _A.neg
-Tensor.__pow__ = _A.pow
-Tensor.__matmul__ = lambda a, b: _A.matmul(a, b)
-Tensor.__rmatmul__ = lambda a, b: _A.matmul(b, a)
-Tensor.__getitem__ = _A.getitem
-Tensor.exp, Tensor.log = _A.exp, _A.log
-Tensor.sum, Tensor.mean, Tensor.max = _A.sum, _A.mean, _A.max
-Tensor.reshape, Tensor.transpose, Tensor.flatten = _A.reshape, _A.transpose, _A.flatten
-Tensor.T = property(lambda self: _A.transpose(self))

@@ -16,7 +16,6 @@ import hashlib
 import http.client
 import os
 import re
-import secrets
 import shutil
 import tarfile
 import tempfile
@@ -25,6 +24,8 @@ import urllib.request
 from pathlib import Path
 
 from tqdm import tqdm
+
+from ..files import atomic_open
 
 ENV_VAR = "TINYDM_DATA"
 _CHUNK = 1 << 20
@@ -80,29 +81,22 @@ def download(url: str, dest_path: str | os.PathLike, md5: str, progress: bool = 
     """
     md5 = _check_md5(md5)
     dest = Path(dest_path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.part"  # open() honours the umask
     digest = hashlib.md5()
-    try:
-        with open(tmp, "xb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                      desc=dest.name, disable=not progress) as bar:
-                for chunk in iter(lambda: response.read(_CHUNK), b""):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    bar.update(len(chunk))
+    with atomic_open(dest, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                  desc=dest.name, disable=not progress) as bar:
+            for chunk in iter(lambda: response.read(_CHUNK), b""):
+                out.write(chunk)
+                digest.update(chunk)
+                bar.update(len(chunk))
         got = digest.hexdigest()
-        if got != md5:
+        if got != md5:  # raised inside atomic_open: the download is discarded
             raise ChecksumError(
                 f"the file downloaded from {url} has md5 {got}, expected {md5}; it was discarded "
                 f"(a corrupted or changed download). Try again, or fetch it by hand and put it "
                 f"at {dest}")
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return dest
 
 

@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..files import atomic_open
 from . import download as dl
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -201,16 +201,9 @@ def _load_cache(path: Path, key: str, shapes: tuple) -> tuple[np.ndarray, np.nda
 
 def _save_cache(path: Path, key: str, settings: dict, train: np.ndarray,
                 test: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.part"
-    try:
-        with open(tmp, "xb") as f:
-            np.savez(f, key=np.array(key), settings=np.array(json.dumps(settings)),
-                     train=train, test=test)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as f:
+        np.savez(f, key=np.array(key), settings=np.array(json.dumps(settings)),
+                 train=train, test=test)
 
 
 def pv_dbow_features(corpus: ImdbCorpus, cache_dir: str | os.PathLike | None = None, *,

@@ -13,6 +13,8 @@ lives on (``device``), so a GPU run never copies indices from the host.
     bal = BalancedBatches(noisy_labels, batch_size=256, seed=123)   # 32 classes x 8 images
     augment = RandomStream(123, "augment")
     g = augment.at(it)                    # g.integers(...), g.random(..., dtype=...)
+
+:class:`HostEpochBatches` is the IMDB protocol's order: whole batches of host-drawn epochs.
 """
 
 import numpy as np
@@ -168,11 +170,38 @@ class ShuffledBatches:
                                self.permutation(epoch + 1)[:end - self.n]])
 
 
+class HostEpochBatches:
+    """Batches in reshuffled epochs, each epoch cut into ``n // batch_size`` whole batches (the
+    ``n % batch_size`` examples left at the end of an epoch's order wait for a later epoch).
+
+    The permutation of epoch ``e`` is ``generator_of(e).permutation(n)``, drawn on the host and
+    then sent to ``device``, so every device trains on the same batches (the IMDB experiment's
+    order: ``generator_of`` is a stream of the run's seed). The current epoch's permutation is
+    kept, so consecutive iterations draw it once.
+    """
+
+    def __init__(self, n, batch_size, generator_of, device=None):
+        if not 0 < batch_size <= n:
+            raise ValueError(f"HostEpochBatches: batch_size must be in [1, n = {n}], got "
+                             f"{batch_size}")
+        self.n, self.batch_size, self.generator_of = n, batch_size, generator_of
+        self.per_epoch = n // batch_size
+        self.device = device or backend.get_device()
+        self._epoch, self._perm = None, None
+
+    def __call__(self, it):
+        epoch, k = divmod(it, self.per_epoch)
+        if self._epoch != epoch:
+            perm = self.generator_of(epoch).permutation(self.n)
+            self._epoch, self._perm = epoch, backend.to_device(perm, self.device)
+        return self._perm[k * self.batch_size:(k + 1) * self.batch_size]
+
+
 class BalancedBatches:
     """Class-balanced batches: a few classes per batch, the same number of images of each.
 
-    REFERENCE.md: the paper's CIFAR-100 batches of 256 hold 32 classes x 8 images, the classes
-    picked by the given (noisy) label. Generalised to any batch size and number of classes:
+    The released code's CIFAR-100 batches of 256 hold 32 classes x 8 images, the classes picked
+    by the given (noisy) label (docs/released-code.md). Generalised to any batch size and number of classes:
 
     * ``C_b = min(K, max(1, batch_size // images_per_class))`` distinct classes are drawn
       uniformly among the ``K`` classes present in ``labels`` (32 for CIFAR-100 and 256; all 10

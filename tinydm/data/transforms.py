@@ -3,10 +3,10 @@
 Every function takes and returns NCHW arrays of any device (NumPy, CuPy, the CPU stand-in) and
 works with ``xp`` functions and index arithmetic only: no Python loop over images, nothing pulled
 to the host. Random choices come from a generator passed in (``tinydm.backend.rng``); the
-training code seeds it from ``(seed, iteration)`` (tinydm.data.sampling.iteration_rng), so a
+training code seeds it from ``(seed, iteration)`` (tinydm.data.sampling.RandomStream), so a
 batch is a pure function of the iteration and a resumed run sees the same batches.
 
-The two augmentations of the paper (REFERENCE.md, "CIFAR-100"):
+The two augmentations of the paper (docs/released-code.md, "CIFAR-100"):
 
 * ``"pad"``: pad 4 pixels of zeros (black) on every side, take a random 32x32 crop, flip
   horizontally with probability 1/2 -- the paper's text ("standard data augmentation");

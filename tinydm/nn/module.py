@@ -162,7 +162,7 @@ class Module:
         The Parameter objects stay the same (see the module docstring about optimisers).
         """
         if device is not None:
-            backend._check_device(device)
+            backend.check_device(device)
         for p in self.parameters():
             p.data = _move(p.data, device, dtype)
             if p.grad is not None:

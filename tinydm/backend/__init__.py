@@ -1,0 +1,26 @@
+"""Where arrays live and how ops run on them: the only package in tinydm that knows NumPy from
+CuPy.
+
+Three devices: ``"cpu"`` (NumPy), ``"cuda"`` (CuPy on an NVIDIA GPU, ``pip install
+tinydm[gpu]``) and ``"standin"`` (a CPU stand-in for ``"cuda"`` used by CI).
+
+- :mod:`tinydm.backend.devices`: device selection, the array module of arrays (``xp``), host
+  and device copies, random generators, the few NumPy/CuPy spelling differences;
+- :mod:`tinydm.backend.standin`: the stand-in device, which fails wherever CuPy would;
+- :mod:`tinydm.backend.parallel`: cache-sized chunks of a batch on several CPU threads;
+- :mod:`tinydm.backend.malloc`: an opt-in glibc malloc tuning for CPU training.
+"""
+
+from .devices import (DEVICES, as_strided, check_device, default_rng, device, device_of,
+                      get_array_module, get_device, is_array, manual_seed, module_for, rng,
+                      scatter_add, set_device, to_device, to_numpy)
+from .malloc import malloc_tuned, tune_malloc
+from .parallel import (get_num_threads, map_batch_chunks, map_batch_parts, parallel_map,
+                       set_num_threads)
+from .standin import StandInArray, StandInError, standin_xp
+
+__all__ = ["DEVICES", "as_strided", "check_device", "default_rng", "device", "device_of",
+           "get_array_module", "get_device", "is_array", "manual_seed", "module_for", "rng",
+           "scatter_add", "set_device", "to_device", "to_numpy", "malloc_tuned", "tune_malloc",
+           "get_num_threads", "map_batch_chunks", "map_batch_parts", "parallel_map",
+           "set_num_threads", "StandInArray", "StandInError", "standin_xp"]

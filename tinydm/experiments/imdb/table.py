@@ -1,0 +1,231 @@
+"""The table of the IMDB experiment: every run of rows x methods x seeds (on a process pool),
+summarised per cell over the seeds, beside the paper's numbers."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .protocol import FLAG_POINTS, METHODS, ROW_KEYS, SEEDS, paper_value, row
+from .training import load_record, run_one
+from .settings import RunSettings, table_settings
+
+METHOD_TITLES = {m: m.upper() for m in METHODS}
+
+
+@dataclass
+class Table:
+    """What :func:`run_table` did: every run's record, the summary per cell (:func:`summarise`),
+    how many runs were trained and skipped, and the wall time."""
+
+    records: list
+    summary: list
+    trained: int
+    skipped: int
+    wall_time: float
+
+
+_WORKER = {}
+
+
+def _init_worker(features, out_dir, force):
+    _WORKER.update(features=features, out_dir=out_dir, force=force)
+
+
+def _run_in_worker(settings):
+    return run_one(settings, _WORKER["features"], _WORKER["out_dir"], _WORKER["force"])
+
+
+def _describe(index, total, settings, record, trained):
+    r = row(settings.row)
+    text = (f"[{index:>3}/{total}] {r.title:<9} {settings.loss + settings.variant:<7} "
+            f"seed {settings.seed}  "
+            f"final {100 * record['summary']['test_accuracy_final']:5.1f}  "
+            f"best {100 * record['summary']['test_accuracy_best']:5.1f}")
+    if record["summary"]["diverged_by"]:
+        text += f"  (diverged: non-finite loss by iteration {record['summary']['diverged_by']})"
+    elif record["summary"]["one_class_final"]:
+        text += "  (one class)"
+    if trained:
+        t = record["timing"]
+        text += f"  {t['wall_seconds']:.1f} s, {t['step_ms']:.2f} ms/step"
+    else:
+        text += "  (done before)"
+    return text
+
+
+def run_table(features, rows=ROW_KEYS, methods=METHODS, seeds=SEEDS, out_dir="runs/imdb",
+              lam=None, beta=None, jobs=1, force=False, log=print, progress=False, **protocol):
+    """Run (or reuse) every run of the table and summarise it.
+
+    ``lam``/``beta`` replace DM's parameters in every row; ``protocol`` overrides the other
+    settings (``iterations``, ``batch_size``, ``device``, ...; see :class:`RunSettings`).
+    ``jobs > 1`` trains that many runs at a time in worker processes (CPU devices only: the
+    MLP is so small that one run uses one core, see docs/results.md). ``log`` receives one line
+    per run; ``progress`` shows a bar per run (with ``jobs=1``).
+    """
+    started = time.perf_counter()
+    all_settings = [s.replace(features=features.fingerprint)
+                    for s in table_settings(rows, methods, seeds, lam, beta, **protocol)]
+    total = len(all_settings)
+    records = [None if force else load_record(out_dir, s) for s in all_settings]
+    todo = [i for i, record in enumerate(records) if record is None]
+    skipped = total - len(todo)
+    if skipped and log:
+        log(f"{skipped} of {total} runs are already in {out_dir} with the same settings; "
+            f"skipping them")
+    done = skipped
+
+    def finished(i, record, trained):
+        nonlocal done
+        records[i] = record
+        done += 1
+        if log:
+            log(_describe(done, total, all_settings[i], record, trained))
+
+    device = all_settings[0].device if all_settings else "cpu"
+    if jobs > 1 and device == "cuda":
+        raise ValueError("imdb: jobs > 1 runs several CPU processes; use jobs=1 on cuda")
+    if jobs > 1 and len(todo) > 1:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+        context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        with cf.ProcessPoolExecutor(min(jobs, len(todo)), mp_context=context,
+                                    initializer=_init_worker,
+                                    initargs=(features, str(out_dir), force)) as pool:
+            futures = {pool.submit(_run_in_worker, all_settings[i]): i for i in todo}
+            try:
+                for future in cf.as_completed(futures):
+                    finished(futures[future], *future.result())
+            except BaseException:  # a failed run or Ctrl-C: stop, keep what is saved
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    else:
+        for i in todo:
+            finished(i, *run_one(all_settings[i], features, out_dir, force, progress=progress))
+    return Table(records, summarise(records), trained=len(todo), skipped=skipped,
+                 wall_time=time.perf_counter() - started)
+
+
+def mean_std(values):
+    """Mean and sample standard deviation (ddof = 1; 0 for a single value)."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else 0.0
+
+
+def settings_of(record):
+    """The :class:`RunSettings` of a record."""
+    return RunSettings.from_dict(record["config"])
+
+
+def summarise(records):
+    """One dict per (row, method, variant) cell, in the order first met: the remedies in use
+    (``variant``, "" for none), the seeds, the final and best
+    test accuracy of each run and their mean, sample std (ddof = 1), min and max (in %), the
+    paper's number, our mean minus it, whether that is more than :data:`FLAG_POINTS`, and how
+    many runs end predicting one class for (almost) every test review and how many diverged
+    (non-finite loss; such a network predicts class 0 for every review)."""
+    cells = {}
+    for record in records:
+        s = settings_of(record)
+        cells.setdefault((s.row, s.loss, s.variant), []).append(record)
+    summary = []
+    for (row_key, method, variant), runs in cells.items():
+        final = [100 * r["summary"]["test_accuracy_final"] for r in runs]
+        best = [100 * r["summary"]["test_accuracy_best"] for r in runs]
+        final_mean, final_std = mean_std(final)
+        best_mean, best_std = mean_std(best)
+        paper = paper_value(row_key, method)
+        summary.append({
+            "row": row_key, "method": method, "variant": variant, "n": len(runs),
+            "seeds": [r["config"]["seed"] for r in runs],
+            "loss_params": runs[0]["config"]["loss_params"],
+            "final": final, "final_mean": final_mean, "final_std": final_std,
+            "final_min": min(final), "final_max": max(final),
+            "best": best, "best_mean": best_mean, "best_std": best_std,
+            "paper": paper, "diff": final_mean - paper,
+            "flagged": abs(final_mean - paper) > FLAG_POINTS,
+            "one_class": sum(r["summary"]["one_class_final"] for r in runs),
+            "diverged": sum(bool(r["summary"]["diverged_by"]) for r in runs),
+        })
+    return summary
+
+
+def _grid(summary):
+    """``(rows, methods, {(row, method): cell})`` in the table's order. One table shows one
+    variant of each method (a run_table call has one set of remedies; :func:`rescue_table`
+    compares variants)."""
+    by_cell = {}
+    for c in summary:
+        if (c["row"], c["method"]) in by_cell:
+            raise ValueError(f"imdb: the summary has two variants of {c['row']} {c['method']} "
+                             f"({by_cell[c['row'], c['method']]['variant'] or 'plain'} and "
+                             f"{c['variant'] or 'plain'}); compare variants with rescue_table")
+        by_cell[c["row"], c["method"]] = c
+    rows = [r for r in ROW_KEYS if any(k[0] == r for k in by_cell)]
+    methods = [m for m in METHODS if any(k[1] == m for k in by_cell)]
+    return rows, methods, by_cell
+
+
+def _title(by_cell, method):
+    """A column's title: the method and the remedies its runs used (``DM+warmup1000``)."""
+    variants = sorted({c["variant"] for (_, m), c in by_cell.items() if m == method})
+    return METHOD_TITLES[method] + "/".join(variants)
+
+
+def format_table(summary, key="final"):
+    """The table for a terminal: per row, our ``mean±std`` over the seeds and, beneath, the
+    paper's number. ``*`` flags a cell more than 2 points from the paper, ``!k`` says that k
+    runs end predicting one class for every test review. ``key``: "final" or "best"."""
+    rows, methods, by_cell = _grid(summary)
+    ours = {}
+    for (r, m), cell in by_cell.items():
+        mark = ("*" if cell["flagged"] and key == "final" else "") + \
+            (f"!{cell['one_class']}" if cell["one_class"] else "")
+        ours[r, m] = f"{cell[key + '_mean']:.1f}±{cell[key + '_std']:.1f}{mark}"
+    titles = {m: _title(by_cell, m) for m in methods}
+    width = {m: 2 + max([len(titles[m])] + [len(t) for (_, k), t in ours.items() if k == m])
+             for m in methods}
+    lines = [f"{'':<9} {'':<5}" + "".join(f"{titles[m]:>{width[m]}}" for m in methods)]
+    for r in rows:
+        lines.append(f"{row(r).title:<9} {'ours':<5}" + "".join(
+            f"{ours.get((r, m), '-'):>{width[m]}}" for m in methods))
+        lines.append(f"{'':<9} {'paper':<5}" + "".join(
+            f"{paper_value(r, m) if (r, m) in by_cell else '-':>{width[m]}}" for m in methods))
+    n = sorted({c["n"] for c in summary})
+    lines.append(f"{key} test accuracy (%), mean±std over {'/'.join(map(str, n))} seed(s); "
+                 f"* = more than {FLAG_POINTS:g} points from the paper; "
+                 f"!k = k runs end predicting one class for every test review (50%)")
+    diverged = [f"{row(c['row']).title} {METHOD_TITLES[c['method']]} ({c['diverged']}/{c['n']})"
+                for c in summary if c["diverged"]]
+    if diverged:
+        lines.append("diverged (non-finite loss, then one class): " + ", ".join(diverged))
+    return "\n".join(lines)
+
+
+def markdown_table(summary, key="final"):
+    """The table in Markdown: ``ours mean ± std (paper)``; a cell more than 2 points from the
+    paper in bold, and the number of runs that end predicting one class as ``[k/n one-class]``
+    (``, j diverged`` when j of them had a non-finite loss)."""
+    rows, methods, by_cell = _grid(summary)
+    lines = ["| | " + " | ".join(_title(by_cell, m) for m in methods) + " |",
+             "|---|" + "---:|" * len(methods)]
+    for r in rows:
+        cells = []
+        for m in methods:
+            cell = by_cell.get((r, m))
+            if cell is None:
+                cells.append("")
+                continue
+            text = f"{cell[key + '_mean']:.1f} ± {cell[key + '_std']:.1f}"
+            if cell["flagged"] and key == "final":
+                text = f"**{text}**"
+            text += f" ({cell['paper']:.1f})"
+            if cell["one_class"]:
+                text += f" [{cell['one_class']}/{cell['n']} one-class"
+                text += f", {cell['diverged']} diverged]" if cell["diverged"] else "]"
+            cells.append(text)
+        lines.append(f"| {row(r).title} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -319,17 +319,15 @@ def test_conv2d_padded_grid_matches_plain_columns(device, rng, monkeypatch, padd
     """The padded-grid columns (stride 1, conv.py's _Columns) against the plain im2col layout:
     the same outputs and gradients, each chunk of one image so the slack past the last channel
     of a chunk is exercised."""
-    from tinydm.functional import conv
-
     x_np, w_np = rng.standard_normal((3, 2, 5, 6)), rng.standard_normal((4, 2, 3, 3))
     b_np = rng.standard_normal(4)
-    monkeypatch.setattr(backend, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(parallel_module, "CHUNK_BYTES", 1)
     grid = _conv_and_grads(x_np, w_np, b_np, 1, padding)
-    plain_columns = conv._Columns.__init__
+    plain_columns = conv_module._Columns.__init__
 
     def no_grid(self, *args, grid=False):
         plain_columns(self, *args, grid=False)
-    monkeypatch.setattr(conv._Columns, "__init__", no_grid)
+    monkeypatch.setattr(conv_module._Columns, "__init__", no_grid)
     plain = _conv_and_grads(x_np, w_np, b_np, 1, padding)
     for a, b in zip(grid, plain):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

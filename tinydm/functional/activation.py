@@ -95,7 +95,10 @@ class Dropout(Function):
 
     def forward(self, x):
         gen = self.generator or default_rng()
-        scale = (gen.random(x.shape) >= self.p).astype(x.dtype) * (1.0 / (1.0 - self.p))
+        # draws in the input's precision: float32 draws are half the random bits and memory
+        dtype = x.dtype if x.dtype.name in ("float32", "float64") else "float64"
+        keep = gen.random(x.shape, dtype=dtype) >= self.p
+        scale = keep.astype(x.dtype) * (1.0 / (1.0 - self.p))
         self.save_for_backward(scale)
         return x * scale
 

@@ -53,7 +53,7 @@ weights ``w_i`` and the shares ``w_i / sum_j w_j`` of the batch that made ``loss
 from ..edf import GCE_Q
 from .dm import DM, DM_EPS, Manipulate
 from .eq6 import CCE, GCE, MAE, MSE
-from .node import SoftmaxLoss, SoftmaxStats
+from .node import SoftmaxLoss, SoftmaxStats, check_label_range
 from .registry import NAMES, LossFunction, get, parameters
 
 

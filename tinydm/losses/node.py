@@ -16,11 +16,17 @@ class SoftmaxStats:
     def __init__(self, z, y):
         xp = get_array_module(z)
         n, c = z.shape
+        bad = None
+        if device_of(y) != "cpu":  # the range was not checked on the host (see check_inputs)
+            bad = (y < 0) | (y >= c)
+            y = xp.where(bad, 0, y)  # a safe index; the example's values become NaN below
         is_label = xp.arange(c)[None, :] == y[:, None]
         # log p_i = z_iy - logsumexp(z_i), the log-sum-exp shifted by the row max
         m = z.max(axis=1, keepdims=True)
         lse = m[:, 0] + xp.log(xp.exp(z - m).sum(axis=1))
         self.log_p = z[xp.arange(n), y] - lse
+        if bad is not None:
+            self.log_p = xp.where(bad, xp.nan, self.log_p)
         # 1 - p_i is the mass of the other classes: the same log-sum-exp without the label
         others = xp.where(is_label, -xp.inf, z)
         m2 = others.max(axis=1, keepdims=True)
@@ -51,10 +57,24 @@ def check_inputs(name, z, y):
     if device_of(y) != device_of(z):
         raise ValueError(f"{name}: labels are on device {device_of(y)!r}, logits on "
                          f"{device_of(z)!r}; create both on one device")
-    lo, hi = int(y.min()), int(y.max())  # one small device-to-host copy per batch
-    if lo < 0 or hi >= c:
-        raise ValueError(f"{name}: labels must be in [0, {c - 1}] for logits {z.shape}, "
-                         f"got values in [{lo}, {hi}]")
+    if device_of(y) == "cpu":
+        check_label_range(name, y, c, f"logits {z.shape}")
+    # On a GPU that check would copy y.min() and y.max() to the host and wait for the device,
+    # every batch. There the data sets are checked once, on the host, when loaded
+    # (check_label_range), and a label out of range still cannot pass silently: SoftmaxStats
+    # makes its example's p_i and loss NaN, which the training loop's divergence check stops.
+
+
+def check_label_range(name, y, num_classes, of=None):
+    """Labels must be class indices in [0, C-1]: a clear error naming ``name`` (and ``of``, what
+    they label) otherwise. For host (NumPy) labels: call it once per data set before sending
+    the labels to a GPU."""
+    if y.size == 0:
+        return
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(f"{name}: labels must be in [0, {num_classes - 1}] for "
+                         f"{of or f'{num_classes} classes'}, got values in [{lo}, {hi}]")
 
 
 def edf_weights(e, params, st):

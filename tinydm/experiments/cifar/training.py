@@ -128,6 +128,9 @@ def run(config, resume=False, overwrite=False, progress=True, figures=True, data
 
     with backend.device(config.device):
         data = prepare_data(config, dataset)
+        for labels_of, y in (("training", data.labels), ("test", data.test_labels)):
+            # once, on the host: the loss does not check the range per batch on a GPU
+            losses.check_label_range(f"cifar ({labels_of} labels)", y, data.num_classes)
         info = data.summary(config)
         pipeline = transforms.Pipeline(config.augment, std=config.std)
         dev = config.device

@@ -5,6 +5,13 @@ overlaid in the figures of the paper's Figures 2 and 5 and of docs/emphasis-coll
         --out docs/results/cifar-a
 
 Writes table.md, accuracy.png, p_i.png, ess.png and collapse.png into --out and prints the table.
+With --seeds, runs are records or folders, grouped into methods by their loss and parameters,
+each method's seeds summarised (mean ± std and seed by seed) and compared with --baseline seed by
+seed (protocol M of docs/results.md):
+
+    python examples/cifar_report.py --seeds runs/cifar/m-*/ --baseline CCE --out report
+
+which writes seeds.md and seeds.png.
 """
 
 import argparse
@@ -23,14 +30,39 @@ def labelled_run(text):
     return label, path
 
 
+def record_path(text):
+    path = Path(text)
+    if not (path / cifar.RESULTS if path.is_dir() else path).exists():
+        raise argparse.ArgumentTypeError(f"{text}: no run record there")
+    return path
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("runs", nargs="+", type=labelled_run, metavar="LABEL=FOLDER",
+    parser.add_argument("runs", nargs="*", type=labelled_run, metavar="LABEL=FOLDER",
                         help="a run's label in the table and figures, and its output folder")
-    parser.add_argument("--out", required=True, help="folder for table.md and the figures")
+    parser.add_argument("--seeds", nargs="+", type=record_path, metavar="RUN",
+                        help="runs (results.json files or their folders) to group by method")
+    parser.add_argument("--baseline", help="with --seeds: the method the others are compared "
+                                           "with seed by seed, e.g. CCE")
+    parser.add_argument("--out", required=True, help="folder for the tables and the figures")
     args = parser.parse_args(argv)
+    if bool(args.runs) == bool(args.seeds):
+        parser.error("give either LABEL=FOLDER runs or --seeds RUN ...")
+    if args.seeds:
+        try:
+            groups = cifar.seeds.group_runs([cifar.load_results(p) for p in args.seeds])
+            if args.baseline is not None and args.baseline not in groups:
+                raise ValueError(f"--baseline {args.baseline!r} is none of the methods "
+                                 f"{list(groups)}")
+            paths = cifar.seeds.write_report(groups, args.out, args.baseline)
+        except ValueError as e:
+            parser.error(str(e))
+        print(paths[0].read_text(), end="")
+        print("wrote " + ", ".join(str(p) for p in paths))
+        return groups
     runs = {label: cifar.load_results(path) for label, path in args.runs}
     paths = cifar.write_report(runs, args.out)
     print(cifar.markdown_table(runs))

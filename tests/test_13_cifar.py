@@ -13,7 +13,8 @@ import pytest
 from tinydm import backend, checkpoint
 from tinydm.data import sampling, transforms
 from tinydm.experiments import cifar
-from tinydm.train import predicted_classes
+import tinydm as td
+from tinydm.train import predict, predicted_classes
 from conftest import DEVICES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
@@ -411,3 +412,69 @@ def test_report_compares_runs_in_table_9_columns(reference_run, tmp_path, capsys
         cifar_report.main([f"{tmp_path}", "--out", str(tmp_path)])  # no LABEL=
     with pytest.raises(SystemExit):
         cifar_report.main([f"A={tmp_path / 'nothing'}", "--out", str(tmp_path)])
+
+
+# ----------------------------------------------------------------------------------------------
+# Seeds of methods (protocol M)
+# ----------------------------------------------------------------------------------------------
+SEEDS_RUN = dict(TINY, noise_rate=0.4, subset_per_class=10, subset_order="first",
+                 val_per_class=2, augment="none")
+
+
+@pytest.fixture(scope="module")
+def seed_runs(tmp_path_factory):
+    """CCE and DM, seeds 1 and 2 each, 12 iterations on synthetic images."""
+    root = tmp_path_factory.mktemp("seeds")
+    runs = []
+    for loss, params in (("cce", {}), ("dm", {"lam": 0.5, "beta": 2.0})):
+        for seed in (1, 2):
+            config = cifar.Config(**SEEDS_RUN, loss=loss, loss_params=params, seed=seed,
+                                  out_dir=str(root / f"{loss}{seed}"))
+            runs.append(cifar.run(config, progress=False, figures=False, log=None))
+    return root, runs
+
+
+def test_seed_report_groups_methods_and_pairs_seeds(seed_runs, tmp_path, capsys):
+    root, runs = seed_runs
+    groups = cifar.seeds.group_runs(runs)
+    assert list(groups) == ["CCE", "DM lam=0.5 beta=2"] and list(groups["CCE"]) == [1, 2]
+    final = [r["summary"]["test_accuracy_final"] for r in runs]
+    diffs = cifar.seeds.paired_differences(groups, "CCE")["DM lam=0.5 beta=2"]
+    assert diffs == {1: final[2] - final[0], 2: final[3] - final[1]}
+    table = cifar.seeds.markdown_table(groups).splitlines()
+    mean, sd = np.mean(final[:2]), np.std(final[:2], ddof=1)
+    assert "| CCE | 1, 2 | " in table[2]
+    assert f"{100 * mean:.1f} ± {100 * sd:.1f} ({100 * final[0]:.1f}, {100 * final[1]:.1f})" \
+        in table[2]
+    groups_again = cifar_report.main(["--seeds", *(str(root / f) for f in ("cce1", "cce2",
+                                      "dm1", "dm2")), "--baseline", "CCE", "--out",
+                                      str(tmp_path)])
+    assert list(groups_again) == list(groups)
+    assert "final - CCE final" in (tmp_path / "seeds.md").read_text()
+    assert (tmp_path / "seeds.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit):  # a baseline that is not there
+        cifar_report.main(["--seeds", str(root / "cce1"), "--baseline", "GCE", "--out",
+                           str(tmp_path)])
+    other = json.loads(json.dumps(runs[1]))
+    other["config"]["noise_rate"] = 0.2
+    with pytest.raises(ValueError, match="runs of CCE differ in noise_rate"):
+        cifar.seeds.group_runs([runs[0], other])
+    with pytest.raises(ValueError, match="two runs of CCE with seed 1"):
+        cifar.seeds.group_runs([runs[0], runs[0]])
+
+
+def test_intact_accuracy_matches_the_saved_model(seed_runs):
+    """The intact examples' accuracy derived from the record equals the saved network's
+    accuracy on them, computed here from its checkpoint."""
+    root, runs = seed_runs
+    run = runs[2]
+    config = cifar.Config.from_dict(run["config"])
+    data = cifar.prepare_data(config)
+    model = cifar.build_model(config.resolved(), data.num_classes)
+    checkpoint.load(str(root / "dm1" / cifar.CHECKPOINT), model, strict=False)
+    pipeline = transforms.Pipeline(config.augment, std=config.std)
+    images = pipeline.test(pipeline.prepare(backend.to_device(data.train_images, "cpu")))
+    predicted = predict(model, td.Tensor(images)).argmax(axis=1)
+    intact = ~data.corrupted
+    expected = float((predicted[intact] == data.clean_labels[intact]).mean())
+    assert cifar.seeds.intact_accuracy(run) == pytest.approx(expected, abs=1e-12)

@@ -12,7 +12,8 @@ The result figures read run records through tinydm/experiments/runner.py's acces
 """
 
 from . import cifar, collapse, edf, imdb, style
-from .cifar import cifar_accuracy, cifar_ess, cifar_p_i, cifar_test_predictions
+from .cifar import (cifar_accuracy, cifar_ess, cifar_p_i, cifar_seed_curves,
+                    cifar_test_predictions)
 from .collapse import (collapse_cifar, collapse_feedback, collapse_remedies, collapse_rescue,
                        collapse_seeds)
 from .edf import (STANDARD_FIGURES, batch_weights, dm_vs_beta, dm_vs_lam, edf_variants, fig1b,

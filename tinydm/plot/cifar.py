@@ -132,3 +132,41 @@ def cifar_test_predictions(results, classes=None):
         ax.set_title(f"Predicted classes on the test set, iteration "
                      f"{evals_of(results)[-1]['iteration']}")
     return fig
+
+
+def cifar_seed_curves(groups):
+    """The paper's Figure 2 over seeds (protocol M of docs/results.md): test accuracy, the
+    share of the corrupted training examples predicted as their given (wrong) label
+    (memorisation), and the mean ``p_i`` of the given label on clean (solid) and corrupted
+    (dashed) examples, against the iteration. ``groups``: ``{method: {seed: results}}``
+    (tinydm.experiments.cifar.seeds.group_runs); each seed a thin line, the mean over the seeds
+    a thick one, one colour per method."""
+    fig = figure(15.5, 4.8)
+    axes = [add_axes(fig, 1, 3, k + 1) for k in range(3)]
+    panels = ((axes[0], (("test_accuracy", "-"),), 100, "test accuracy (%)"),
+              (axes[1], (("noisy_memorised", "-"),), 100,
+               "corrupted examples predicted\nas their given label (%)"),
+              (axes[2], (("mean_p_clean", "-"), ("mean_p_noisy", "--")), 1,
+               r"mean $p_i$: clean (solid), corrupted (dashed)"))
+    with matplotlib.rc_context(STYLE):
+        for k, (label, group) in enumerate(groups.items()):
+            colour = CIFAR_RUN_COLOURS[k % len(CIFAR_RUN_COLOURS)]
+            for ax, keys, scale, _ in panels:
+                for key, ls in keys:
+                    curves = [series(evals_of(run), key) for run in group.values()]
+                    for it, v in curves:
+                        ax.plot(it, scale * v, color=colour, ls=ls, lw=0.8, alpha=0.6)
+                    n = min(it.size for it, _ in curves)  # running seeds may be shorter
+                    if n:
+                        mean = np.mean([v[:n] for _, v in curves], axis=0)
+                        ax.plot(curves[0][0][:n], scale * mean, color=colour, ls=ls, lw=2.6,
+                                label=f"{label} ({len(group)} seed{'s' * (len(group) > 1)})"
+                                if (ax is axes[0]) else None)
+        for ax, _, scale, ylabel in panels:
+            ax.set_xlabel("iteration")
+            ax.set_ylabel(ylabel)
+            ax.set_ylim(0, 100 if scale == 100 else 1)
+        first = next(iter(next(iter(groups.values())).values()))
+        axes[1].set_title(runs_title([(None, first, None)]))
+    legend_right(axes[2], handles=axes[0].get_legend_handles_labels()[0])
+    return fig

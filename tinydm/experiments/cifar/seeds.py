@@ -1,0 +1,154 @@
+"""Several seeds of several methods (protocol M of docs/results.md): the methods' best and final
+test accuracy as mean +- std over the seeds and seed by seed, what the network does with the
+corrupted and the intact training examples, and the per-seed paired difference of each method's
+final accuracy from a baseline's.
+
+::
+
+    groups = seeds.group_runs([cifar.load_results(p) for p in folders])  # {method: {seed: run}}
+    print(seeds.markdown_table(groups))
+    print(seeds.paired_table(groups, baseline="CCE"))
+
+A method is a run's loss with its parameters (:func:`method_label`); runs that differ only by
+``seed`` (and ``data_seed``, ``out_dir``, ``data_dir``, ``device``) are the seeds of one method,
+and runs that differ in anything else may not share a method label (:func:`group_runs` refuses).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+#: Config keys that may differ between the seeds of one method.
+PER_SEED = ("seed", "data_seed", "out_dir", "data_dir", "download", "device", "iterations")
+
+
+def method_label(run):
+    """``"CCE"``, ``"GCE q=0.7"``, ``"DM lam=0.5 beta=8"``, ``"DM lam=1 beta=16 per_class"``."""
+    c = run["config"]
+    params = [k if v is True else f"{k}={v:g}" for k, v in c["loss_params"].items() if v is not False]
+    return " ".join([c["loss"].upper()] + params)
+
+
+def group_runs(runs):
+    """``{method: {seed: run}}`` in the order first seen; ValueError if two runs of one method
+    differ in a setting other than :data:`PER_SEED`, or repeat a seed."""
+    groups, protocols = {}, {}
+    for run in runs:
+        label, seed = method_label(run), run["config"]["seed"]
+        protocol = {k: v for k, v in run["config"].items() if k not in PER_SEED}
+        if protocols.setdefault(label, protocol) != protocol:
+            differ = sorted(k for k in protocol if protocol[k] != protocols[label].get(k))
+            raise ValueError(f"cifar seeds: runs of {label} differ in {', '.join(differ)}")
+        if seed in groups.setdefault(label, {}):
+            raise ValueError(f"cifar seeds: two runs of {label} with seed {seed}")
+        groups[label][seed] = run
+    return groups
+
+
+def intact_accuracy(run, which="final"):
+    """Training accuracy on the intact (not corrupted) examples, from the recorded accuracy
+    against the given labels over all examples and the share of the corrupted ones predicted as
+    their given label: ``n acc_given = n_intact acc_intact + n_corrupted memorised``."""
+    s, d = run["summary"], run["data"]
+    n = d["eval_train_size"]
+    n_noisy = round(d["noise_rate_realised"] * d["train_size"]) if n == d["train_size"] else None
+    if n_noisy is None:  # a random evaluation subset: the record's note says how many
+        raise ValueError("intact_accuracy needs the training-set metrics on all examples")
+    correct = n * s[f"train_accuracy_noisy_labels_{which}"] - n_noisy * s[f"noisy_memorised_{which}"]
+    return correct / (n - n_noisy)
+
+
+def seed_values(group):
+    """The numbers of :func:`markdown_table` per seed of one method: ``{name: {seed: value}}``
+    (accuracies and shares as fractions)."""
+    out = {}
+    for seed, run in sorted(group.items()):
+        s = run["summary"]
+        values = {"best": s["test_accuracy_best"], "final": s["test_accuracy_final"],
+                  "final - best": s["test_accuracy_final"] - s["test_accuracy_best"],
+                  "corrupted as given label": s["noisy_memorised_final"],
+                  "intact accuracy": intact_accuracy(run),
+                  "p_i clean": s["mean_p_clean_final"], "p_i corrupted": s["mean_p_noisy_final"],
+                  "iterations": run["timing"]["iterations_done"]}
+        for name, v in values.items():
+            out.setdefault(name, {})[seed] = v
+    return out
+
+
+def mean_std(values):
+    """Mean and sample standard deviation (0 for one value) of a list."""
+    a = np.asarray(values, dtype=float)
+    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
+
+
+def _pct(v):
+    return f"{100 * v:.1f}"
+
+
+def _cell(per_seed, fmt=_pct):
+    m, sd = mean_std(list(per_seed.values()))
+    seeds = ", ".join(fmt(v) for v in per_seed.values())
+    if len(per_seed) == 1:
+        return seeds
+    return f"{fmt(m)} ± {fmt(sd)} ({seeds})"
+
+
+def markdown_table(groups):
+    """One row per method: test accuracy best, final and final - best; the corrupted training
+    examples predicted as their given (wrong) label (memorisation); the intact examples'
+    accuracy; mean ``p_i`` of the given label on the clean and on the corrupted examples. Each
+    cell is ``mean ± std (seed, seed, ...)`` over the seeds, in % (``p_i`` as fractions)."""
+    columns = ("best", "final", "final - best", "corrupted as given label", "intact accuracy")
+    lines = ["| method | seeds | test best | test final | final - best | corrupted predicted as "
+             "given label | intact accuracy | mean p_i clean / corrupted | iterations |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for label, group in groups.items():
+        v = seed_values(group)
+        p = _cell(v["p_i clean"], lambda x: f"{x:.3f}") + " / " + \
+            _cell(v["p_i corrupted"], lambda x: f"{x:.3f}")
+        its = sorted(set(v["iterations"].values()))
+        lines.append(f"| {label} | {', '.join(map(str, sorted(group)))} | "
+                     + " | ".join(_cell(v[c]) for c in columns)
+                     + f" | {p} | {', '.join(map(str, its))} |")
+    return "\n".join(lines)
+
+
+def paired_differences(groups, baseline, key="test_accuracy_final"):
+    """``{method: {seed: run[key] - baseline's run[key]}}`` over the seeds both have."""
+    base = groups[baseline]
+    return {label: {seed: g[seed]["summary"][key] - base[seed]["summary"][key]
+                    for seed in sorted(g) if seed in base}
+            for label, g in groups.items() if label != baseline}
+
+
+def paired_table(groups, baseline):
+    """Markdown: each method's final and best test accuracy minus the baseline's, seed by seed
+    (same seed: same noisy labels, same initial weights and batch order), and their mean ± std,
+    in percentage points."""
+    final = paired_differences(groups, baseline)
+    best = paired_differences(groups, baseline, "test_accuracy_best")
+    lines = [f"| method | seeds | final - {baseline} final | best - {baseline} best |",
+             "|---|---|---:|---:|"]
+    for label, d in final.items():
+        if d:
+            lines.append(f"| {label} | {', '.join(map(str, d))} | {_cell(d)} | "
+                         f"{_cell(best[label])} |")
+    return "\n".join(lines)
+
+
+def write_report(groups, out_dir, baseline=None):
+    """``seeds.md`` (:func:`markdown_table`, and :func:`paired_table` against ``baseline`` if
+    given) and ``seeds.png`` (:func:`tinydm.plot.cifar_seed_curves`) in ``out_dir``; returns
+    the paths."""
+    from ... import plot
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    text = markdown_table(groups) + "\n"
+    if baseline is not None:
+        text += "\n" + paired_table(groups, baseline) + "\n"
+    table = out / "seeds.md"
+    table.write_text(text)
+    return [table] + plot.save(plot.cifar_seed_curves(groups), out, "seeds", formats=("png",))

@@ -5,14 +5,15 @@ emphasis mode psi and the weights of a sample batch. It works offline: open it i
     python examples/edf_explorer.py --out edf.html
     python examples/edf_explorer.py --out edf.html --lam-max 2 --lam-step 0.05 --batch-size 256
 
-Every curve is computed by tinydm (tinydm/explorer.py) on the slider grid and stored in the page.
+Every curve is computed by tinydm (tinydm/plot/explorer.py) on the slider grid and stored in the page.
 """
 
 import argparse
 
 import numpy as np
 
-from tinydm import explorer, plot
+from tinydm.experiments.toy import toy_batch
+from tinydm.plot import explorer
 
 
 def grid(lo, hi, step, name):
@@ -47,7 +48,7 @@ def main(argv=None):
         args.out, lams=grid(0.0, args.lam_max, args.lam_step, "lam"),
         betas=grid(args.beta_min, args.beta_max, args.beta_step, "beta"),
         qs=grid(args.q_step, 1.0, args.q_step, "q"), grid=args.points, start=tuple(args.start),
-        batch=plot.toy_batch(n=args.batch_size, noise=args.noise, seed=args.seed))
+        batch=toy_batch(n=args.batch_size, noise=args.noise, seed=args.seed))
     print(f"wrote {args.out} ({size / 1e6:.1f} MB); open it in a browser")
 
 

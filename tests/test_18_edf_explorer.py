@@ -1,4 +1,4 @@
-"""The EDF explorer page (tinydm/explorer.py, examples/edf_explorer.py): its numbers are
+"""The EDF explorer page (tinydm/plot/explorer.py, examples/edf_explorer.py): its numbers are
 tinydm's, and in a real headless Chromium it renders and its sliders move the curves and psi."""
 
 import base64
@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from chromium import Browser, find_programs
-from tinydm import edf, explorer, losses, plot
+from tinydm import edf, losses
+from tinydm.experiments.toy import toy_batch
+from tinydm.plot import explorer
 from tinydm.tensor import Tensor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +24,7 @@ SMALL = dict(lams=(0.0, 0.5, 1.0), betas=(-2.0, 0.0, 8.0), qs=(0.35, 0.7, 1.0), 
 
 @pytest.fixture(scope="module")
 def batch():
-    return plot.toy_batch(n=24, train_size=200, steps=20)
+    return toy_batch(n=24, train_size=200, steps=20)
 
 
 def floats(b64):

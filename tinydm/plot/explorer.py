@@ -17,14 +17,15 @@ import base64
 import html
 import json
 import math
-import os
-import tempfile
+from pathlib import Path
 
 import numpy as np
 
-from . import edf, losses
-from .plot import COLOURS, toy_batch
-from .tensor import Tensor
+from .. import edf, losses
+from ..experiments.toy import toy_batch
+from ..files import atomic_open
+from ..tensor import Tensor
+from .style import COLOURS
 
 LAMS = tuple(np.round(np.arange(0.0, 3.0001, 0.1), 10))      # psi = lam / (lam + 1) in [0, 0.75]
 BETAS = tuple(np.round(np.arange(-10.0, 30.0001, 1.0), 10))
@@ -61,7 +62,7 @@ def tables(lams=LAMS, betas=BETAS, qs=QS, grid=101, batch=None, start=(0.5, 8.0,
 
     ``lams``, ``betas``, ``qs``: the slider positions (increasing); ``grid``: points on
     ``p in [0, 1]``; ``batch``: ``(logits, labels, noisy)`` of a sample batch (default:
-    :func:`tinydm.plot.toy_batch` with 128 examples: a linear classifier trained with CCE on
+    :func:`tinydm.experiments.toy.toy_batch` with 128 examples: a linear classifier trained with CCE on
     data with 40% wrong labels); ``start``: the sliders' initial ``(lam, beta, q)``.
 
     Curves are the densities of Eq. 8 (:func:`tinydm.edf.density`); ``psi`` the closed-form
@@ -111,25 +112,13 @@ def render(data, title="Emphasis density functions: CCE, MAE, MSE, GCE and DM"):
 
 
 def write_html(path, **kwargs):
-    """Write the explorer page to ``path`` atomically (a temporary file in the same folder,
-    checked by reading it back, then renamed); ``kwargs`` go to :func:`tables`. Returns the
-    number of bytes written."""
+    """Write the explorer page to ``path`` atomically (tinydm/files.py) and check it reads back
+    as written; ``kwargs`` go to :func:`tables`. Returns the number of bytes written."""
     text = render(tables(**kwargs)).encode("utf-8")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        with open(tmp, "rb") as f:
-            if f.read() != text:
-                raise OSError(f"edf explorer: {tmp} does not read back as written")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        f.write(text)
+    if Path(path).read_bytes() != text:
+        raise OSError(f"edf explorer: {path} does not read back as written")
     return len(text)
 
 

@@ -1,6 +1,7 @@
 """Figures of emphasis density functions (the paper's Eq. 6-12) for lectures and the docs.
 
-    python examples/plot_edf.py                      # the standard set, PNG and PDF, in figures/edf/
+    python examples/plot_edf.py                      # the standard set, PNG, SVG and PDF, in figures/edf/
+    python examples/plot_edf.py --style slides --out figures/slides   # 16:9, large fonts
     python examples/plot_edf.py --out docs/figures --formats png
     python examples/plot_edf.py --lam 1 --beta 16 --figures edf_fig1b edf_batch_weights
 
@@ -20,8 +21,10 @@ def main(argv=None):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("figures/edf"),
                         help="folder to write the figures into (created if needed)")
-    parser.add_argument("--formats", nargs="+", default=["png", "pdf"], choices=["png", "pdf", "svg"],
+    parser.add_argument("--formats", nargs="+", default=list(plot.FORMATS), choices=plot.FORMATS,
                         help="file formats to write")
+    parser.add_argument("--style", default="paper", choices=list(plot.STYLES),
+                        help="paper: each figure its own size; slides: 16:9 with large fonts")
     parser.add_argument("--figures", nargs="+", default=list(plot.STANDARD_FIGURES),
                         choices=plot.STANDARD_FIGURES, metavar="NAME",
                         help="which figures to write, from: " + ", ".join(plot.STANDARD_FIGURES))
@@ -45,7 +48,7 @@ def main(argv=None):
     paths = plot.standard_set(args.out, formats=args.formats, lam=args.lam, beta=args.beta,
                               q=args.q, lams=args.lams, betas=args.betas,
                               batch_size=args.batch_size, noise=args.noise, seed=args.seed,
-                              dpi=args.dpi, names=args.figures)
+                              dpi=args.dpi, names=args.figures, style=args.style)
     print(f"wrote {len(paths)} files into {args.out.resolve()}:")
     for path in paths:
         print(f"  {path}")

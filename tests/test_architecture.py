@@ -21,7 +21,8 @@ BELOW_EXPERIMENTS = {"backend", "files", "tensor", "functional", "gradcheck", "o
 ALLOWED = {**BASE,
            "experiments.imdb": BELOW_EXPERIMENTS, "experiments.cifar": BELOW_EXPERIMENTS,
            "experiments": {"experiments.runner", "experiments.imdb", "experiments.cifar"},
-           "plot": {"tensor", "edf", "losses", "train", "experiments.runner", "experiments.toy"}}
+           "plot": {"files", "tensor", "edf", "losses", "train", "experiments.runner",
+                    "experiments.toy"}}
 
 
 def package_of(parts):

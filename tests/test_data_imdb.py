@@ -149,6 +149,17 @@ def test_feature_cache_reuses_and_invalidates(corpus, tmp_path, fake_trainer):
     assert len(list(cache.glob("*.npz"))) == 3
 
 
+def test_compute_false_reads_the_cache_only(corpus, tmp_path, fake_trainer):
+    cache = tmp_path / "cache"
+    with pytest.raises(dl.DataError, match="no cached PV-DBOW features .* compute=True"):
+        imdb.pv_dbow_features(corpus, cache, vector_size=4, compute=False)
+    assert fake_trainer.calls == []
+    train, _ = imdb.pv_dbow_features(corpus, cache, vector_size=4, progress=False)
+    cached, _ = imdb.pv_dbow_features(corpus, cache, vector_size=4, compute=False)
+    np.testing.assert_array_equal(cached, train)
+    assert len(fake_trainer.calls) == 1
+
+
 def test_feature_cache_rejects_a_damaged_file(corpus, tmp_path, fake_trainer):
     cache = tmp_path / "cache"
     imdb.pv_dbow_features(corpus, cache, vector_size=4, progress=False)

@@ -211,7 +211,7 @@ def pv_dbow_features(corpus: ImdbCorpus, cache_dir: str | os.PathLike | None = N
                      sample: float = 1e-3, epochs: int = 20, min_count: int = 1,
                      alpha: float = 0.025, min_alpha: float = 1e-4, dbow_words: int = 0,
                      seed: int = 0, shuffle_seed: int = 0, workers: int = 2,
-                     progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                     progress: bool = True, compute: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """PV-DBOW paragraph vectors of the IMDB train and test reviews, cached on disk.
 
     gensim ``Doc2Vec(dm=0, ...)`` is trained transductively on every review of ``corpus``
@@ -220,7 +220,9 @@ def pv_dbow_features(corpus: ImdbCorpus, cache_dir: str | os.PathLike | None = N
     then all negatives) the vectors come out markedly worse. The keyword arguments are gensim's
     (``hs``, ``negative``, ``sample``, ``alpha`` ... as in word2vec; ``dbow_words=1`` also trains
     skip-gram word vectors, which is much slower). ``workers`` is the number of training threads
-    and ``progress`` shows a bar of epochs.
+    and ``progress`` shows a bar of epochs. ``compute=False`` only reads the cache: where it
+    holds no features for these settings, DataError is raised at once instead of training
+    (what a quick demonstration wants: the lecture notebooks fall back to synthetic data).
 
     Measured (one training each, 2 threads; a logistic regression trained on the clean 25k
     training features, scored on the 25k test reviews): the defaults 89.5%; ``sample=1e-4``
@@ -266,6 +268,9 @@ def pv_dbow_features(corpus: ImdbCorpus, cache_dir: str | os.PathLike | None = N
     cached = _load_cache(path, key, shapes)
     if cached is not None:
         return cached
+    if not compute:
+        raise dl.DataError(f"no cached PV-DBOW features for these settings in {path.parent} "
+                           f"(expected {path.name}); run with compute=True to train them once")
     vectors = _train_pv_dbow(documents, settings, workers, progress)
     train, test = vectors[:sizes[0]], vectors[sizes[0]:sizes[0] + sizes[1]]
     _save_cache(path, key, settings, train, test)

@@ -4,6 +4,8 @@
 - :mod:`tinydm.plot.style`: colours, rc style, labels, :func:`save`;
 - :mod:`tinydm.plot.edf`: the lecture figures of emphasis density functions (Eq. 6-12) and of the
   gradient a batch's examples receive (:func:`standard_set`, ``examples/plot_edf.py``);
+- :mod:`tinydm.plot.explorer`: the EDF explorer, one self-contained HTML page with sliders
+  (``examples/edf_explorer.py``);
 - :mod:`tinydm.plot.imdb`: the IMDB experiment's curves and its table against the paper's;
 - :mod:`tinydm.plot.cifar`: CIFAR runs (Figures 2 and 5 of the paper);
 - :mod:`tinydm.plot.collapse`: emphasis collapse (docs/emphasis-collapse.md).
@@ -11,7 +13,7 @@
 The result figures read run records through tinydm/experiments/runner.py's accessors.
 """
 
-from . import cifar, collapse, edf, imdb, style
+from . import cifar, collapse, edf, explorer, imdb, style
 from .cifar import (cifar_accuracy, cifar_ess, cifar_p_i, cifar_seed_curves,
                     cifar_test_predictions)
 from .collapse import (collapse_cifar, collapse_feedback, collapse_remedies, collapse_rescue,
@@ -19,4 +21,4 @@ from .collapse import (collapse_cifar, collapse_feedback, collapse_remedies, col
 from .edf import (STANDARD_FIGURES, batch_weights, dm_vs_beta, dm_vs_lam, edf_variants, fig1b,
                   standard_set)
 from .imdb import imdb_curves, imdb_vs_paper, method_style
-from .style import COLOURS, STYLE, label, save
+from .style import COLOURS, FORMATS, SLIDE_SIZE, STYLES, label, save

@@ -2,12 +2,10 @@
 accuracy, training accuracy against the given and the clean labels, mean ``p_i`` of clean and
 noisy examples, the ESS of the weights, the predicted classes."""
 
-import matplotlib
 import numpy as np
 
 from ..experiments.runner import evals_of, steps_of
-from .style import COLOURS, STYLE, add_axes, figure, legend_right
-
+from .style import COLOURS, figure, legend_right, styled
 
 CIFAR_RUN_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 
@@ -34,139 +32,139 @@ def runs_title(runs):
     return f"{c['dataset'].upper()}, ResNet-{c['depth']}, {noise}"
 
 
-def cifar_accuracy(runs):
+@styled
+def cifar_accuracy(runs, style="paper"):
     """Learning dynamics as in the paper's Figures 2b and 5: test accuracy (solid), training
     accuracy against the given, noisy labels (dashed: Table 9's "Corrupted") and against the
     clean labels (dotted: "Intact"), and the clean validation split (dash-dot) if any, at every
     evaluation; one colour per run (``runs``: ``{label: results}`` or one results dict)."""
     runs = labelled_runs(runs)
-    fig = figure(10.5, 5.2)
-    ax = add_axes(fig)
+    fig = figure(10.5, 5.2, style=style)
+    ax = fig.add_subplot()
     curves = (("test_accuracy", "-", "test"),
               ("train_accuracy_noisy_labels", "--", "train, given labels"),
               ("train_accuracy_clean_labels", ":", "train, clean labels"),
               ("val_accuracy", "-.", "validation"))
-    with matplotlib.rc_context(STYLE):
-        for name, r, colour in runs:
-            for key, ls, what in curves:
-                it, v = series(evals_of(r), key)
-                if it.size:
-                    ax.plot(it, 100 * v, color=colour, ls=ls, marker="o" if it.size < 3 else None,
-                            label=f"{name}: {what}")
-        ax.set_xlabel("iteration")
-        ax.set_ylabel("accuracy (%)")
-        ax.set_ylim(0, 100)
-        ax.set_title(runs_title(runs))
+    for name, r, colour in runs:
+        for key, ls, what in curves:
+            it, v = series(evals_of(r), key)
+            if it.size:
+                ax.plot(it, 100 * v, color=colour, ls=ls, marker="o" if it.size < 3 else None,
+                        label=f"{name}: {what}")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(runs_title(runs))
     legend_right(ax)
     return fig
 
 
-def cifar_p_i(runs):
+@styled
+def cifar_p_i(runs, style="paper"):
     """The paper's Figure 2a: the mean ``p_i`` (probability of the given label) of the intact
     (solid) and of the corrupted (dashed) training examples at every evaluation. A method that
     resists the noise raises the first and keeps the second low."""
     runs = labelled_runs(runs)
-    fig = figure(10.5, 5.2)
-    ax = add_axes(fig)
-    with matplotlib.rc_context(STYLE):
-        for name, r, colour in runs:
-            for key, ls, what in (("mean_p_clean", "-", "clean examples"),
-                                  ("mean_p_noisy", "--", "noisy examples")):
-                it, v = series(evals_of(r), key)
-                if it.size:
-                    ax.plot(it, v, color=colour, ls=ls, marker="o" if it.size < 3 else None,
-                            label=f"{name}: {what}")
-        ax.set_xlabel("iteration")
-        ax.set_ylabel(r"mean $p_i$ of the given label")
-        ax.set_ylim(0, 1)
-        ax.set_title(runs_title(runs))
+    fig = figure(10.5, 5.2, style=style)
+    ax = fig.add_subplot()
+    for name, r, colour in runs:
+        for key, ls, what in (("mean_p_clean", "-", "clean examples"),
+                              ("mean_p_noisy", "--", "noisy examples")):
+            it, v = series(evals_of(r), key)
+            if it.size:
+                ax.plot(it, v, color=colour, ls=ls, marker="o" if it.size < 3 else None,
+                        label=f"{name}: {what}")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(r"mean $p_i$ of the given label")
+    ax.set_ylim(0, 1)
+    ax.set_title(runs_title(runs))
     legend_right(ax)
     return fig
 
 
-def cifar_ess(runs):
+@styled
+def cifar_ess(runs, style="paper"):
     """The effective sample size of each logged batch's weights, ``(sum w)^2 / sum w^2``
     (``= N`` when all weights are equal, 1 when one example has them all), against the
     iteration; the dotted line is the batch size. For CCE the weights are its Eq. 6 weights
     ``2(1 - p_i)``, for DM its Eq. 12 ones."""
     runs = labelled_runs(runs)
-    fig = figure(10.5, 4.8)
-    ax = add_axes(fig)
-    with matplotlib.rc_context(STYLE):
-        sizes = set()
-        for name, r, colour in runs:
-            batch = r["config"]["batch_size"]
-            sizes.add(batch)
-            it, v = series(steps_of(r), "ess_fraction")
-            if it.size:
-                ax.plot(it, batch * v, color=colour, marker="o" if it.size < 3 else None,
-                        label=name)
-        for batch in sizes:
-            ax.axhline(batch, color="k", lw=1, ls=":")
-        ax.set_ylim(0, 1.05 * max(sizes))
-        ax.set_xlabel("iteration")
-        ax.set_ylabel(r"ESS  $(\Sigma\, w_i)^2 / \Sigma\, w_i^2$")
-        ax.set_title(f"Effective sample size of the batch weights; {runs_title(runs)}")
+    fig = figure(10.5, 4.8, style=style)
+    ax = fig.add_subplot()
+    sizes = set()
+    for name, r, colour in runs:
+        batch = r["config"]["batch_size"]
+        sizes.add(batch)
+        it, v = series(steps_of(r), "ess_fraction")
+        if it.size:
+            ax.plot(it, batch * v, color=colour, marker="o" if it.size < 3 else None,
+                    label=name)
+    for batch in sizes:
+        ax.axhline(batch, color="k", lw=1, ls=":")
+    ax.set_ylim(0, 1.05 * max(sizes))
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(r"ESS  $(\Sigma\, w_i)^2 / \Sigma\, w_i^2$")
+    ax.set_title(f"Effective sample size of the batch weights; {runs_title(runs)}")
     legend_right(ax)
     return fig
 
 
-def cifar_test_predictions(results, classes=None):
+@styled
+def cifar_test_predictions(results, classes=None, style="paper"):
     """How many test images are predicted as each class at the last evaluation; the dotted
     line is the number of test images per class if predictions matched the balanced test set."""
     histogram = np.array(evals_of(results)[-1]["test_class_histogram"])
     k = histogram.size
     names = (list(classes) if classes is not None and len(classes) == k
              else [str(i) for i in range(k)])
-    fig = figure(max(6.0, 0.55 * k + 2.0) if k <= 20 else 12.0, 4.6)
-    ax = add_axes(fig)
-    with matplotlib.rc_context(STYLE):
-        ax.bar(range(k), histogram, color=COLOURS["dm"] if results["config"]["loss"] == "dm"
-               else COLOURS["cce"])
-        ax.axhline(histogram.sum() / k, color="k", lw=1, ls=":")
-        if k <= 20:
-            ax.set_xticks(range(k), names, rotation=45, ha="right")
-        else:
-            ax.set_xlabel("class")
-        ax.set_ylabel("test images predicted")
-        ax.set_title(f"Predicted classes on the test set, iteration "
-                     f"{evals_of(results)[-1]['iteration']}")
+    fig = figure(max(6.0, 0.55 * k + 2.0) if k <= 20 else 12.0, 4.6, style=style)
+    ax = fig.add_subplot()
+    ax.bar(range(k), histogram, color=COLOURS["dm"] if results["config"]["loss"] == "dm"
+           else COLOURS["cce"])
+    ax.axhline(histogram.sum() / k, color="k", lw=1, ls=":")
+    if k <= 20:
+        ax.set_xticks(range(k), names, rotation=45, ha="right")
+    else:
+        ax.set_xlabel("class")
+    ax.set_ylabel("test images predicted")
+    ax.set_title(f"Predicted classes on the test set, iteration "
+                 f"{evals_of(results)[-1]['iteration']}")
     return fig
 
 
-def cifar_seed_curves(groups):
+@styled
+def cifar_seed_curves(groups, style="paper"):
     """The paper's Figure 2 over seeds (protocol M of docs/results.md): test accuracy, the
     share of the corrupted training examples predicted as their given (wrong) label
     (memorisation), and the mean ``p_i`` of the given label on clean (solid) and corrupted
     (dashed) examples, against the iteration. ``groups``: ``{method: {seed: results}}``
     (tinydm.experiments.cifar.seeds.group_runs); each seed a thin line, the mean over the seeds
     a thick one, one colour per method."""
-    fig = figure(15.5, 4.8)
-    axes = [add_axes(fig, 1, 3, k + 1) for k in range(3)]
+    fig = figure(15.5, 4.8, style=style)
+    axes = [fig.add_subplot(1, 3, k + 1) for k in range(3)]
     panels = ((axes[0], (("test_accuracy", "-"),), 100, "test accuracy (%)"),
               (axes[1], (("noisy_memorised", "-"),), 100,
                "corrupted examples predicted\nas their given label (%)"),
               (axes[2], (("mean_p_clean", "-"), ("mean_p_noisy", "--")), 1,
                r"mean $p_i$: clean (solid), corrupted (dashed)"))
-    with matplotlib.rc_context(STYLE):
-        for k, (label, group) in enumerate(groups.items()):
-            colour = CIFAR_RUN_COLOURS[k % len(CIFAR_RUN_COLOURS)]
-            for ax, keys, scale, _ in panels:
-                for key, ls in keys:
-                    curves = [series(evals_of(run), key) for run in group.values()]
-                    for it, v in curves:
-                        ax.plot(it, scale * v, color=colour, ls=ls, lw=0.8, alpha=0.6)
-                    n = min(it.size for it, _ in curves)  # running seeds may be shorter
-                    if n:
-                        mean = np.mean([v[:n] for _, v in curves], axis=0)
-                        ax.plot(curves[0][0][:n], scale * mean, color=colour, ls=ls, lw=2.6,
-                                label=f"{label} ({len(group)} seed{'s' * (len(group) > 1)})"
-                                if (ax is axes[0]) else None)
-        for ax, _, scale, ylabel in panels:
-            ax.set_xlabel("iteration")
-            ax.set_ylabel(ylabel)
-            ax.set_ylim(0, 100 if scale == 100 else 1)
-        first = next(iter(next(iter(groups.values())).values()))
-        axes[1].set_title(runs_title([(None, first, None)]))
+    for k, (label, group) in enumerate(groups.items()):
+        colour = CIFAR_RUN_COLOURS[k % len(CIFAR_RUN_COLOURS)]
+        for ax, keys, scale, _ in panels:
+            for key, ls in keys:
+                curves = [series(evals_of(run), key) for run in group.values()]
+                for it, v in curves:
+                    ax.plot(it, scale * v, color=colour, ls=ls, lw=0.8, alpha=0.6)
+                n = min(it.size for it, _ in curves)  # running seeds may be shorter
+                if n:
+                    mean = np.mean([v[:n] for _, v in curves], axis=0)
+                    ax.plot(curves[0][0][:n], scale * mean, color=colour, ls=ls, lw=2.6,
+                            label=f"{label} ({len(group)} seed{'s' * (len(group) > 1)})"
+                            if ax is axes[0] else None)
+    for ax, _, scale, ylabel in panels:
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(0, 100 if scale == 100 else 1)
+    first = next(iter(next(iter(groups.values())).values()))
+    axes[1].set_title(runs_title([(None, first, None)]))
     legend_right(axes[2], handles=axes[0].get_legend_handles_labels()[0])
     return fig

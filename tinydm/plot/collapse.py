@@ -2,21 +2,20 @@
 (:func:`tinydm.train.diagnostics.collapse_model`), IMDB runs over seeds and remedies, the rescue
 table, and CIFAR runs."""
 
-import matplotlib
 import numpy as np
 
 from ..experiments.runner import evals_of, steps_of
 from ..train.diagnostics import collapse_model
 from .cifar import labelled_runs, runs_title
-from .style import COLOURS, STYLE, add_axes, figure
-
+from .style import COLOURS, figure, styled
 
 ONE_CLASS_COLOUR, ESCAPED_COLOUR = COLOURS["dm"], COLOURS["cce"]
 CLASS_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442",
                  "#000000", "#999999", "#882255")
 
 
-def collapse_feedback(settings=None):
+@styled
+def collapse_feedback(settings=None, style="paper"):
     """The feedback model (:func:`collapse_model`) for the paper's settings: the share of the
     batch's gradient carried by the favoured class's examples (top) and the push on its logit
     (bottom) against its probability ``p``, for IMDB (C = 2, left) and CIFAR-10 (C = 10, right).
@@ -40,26 +39,25 @@ def collapse_feedback(settings=None):
                   COLOURS["mae"], "-"),
                  (r"DM $\lambda=1, \beta=16$ (Table 9)", "dm", {"lam": 1, "beta": 16},
                   COLOURS["dm"], "-")]}
-    fig = figure(6.2 * len(settings), 8.6)
-    with matplotlib.rc_context(STYLE):
-        for k, (c, curves) in enumerate(sorted(settings.items())):
-            top = add_axes(fig, 2, len(settings), k + 1)
-            bottom = add_axes(fig, 2, len(settings), k + 1 + len(settings))
-            p = np.linspace(1 / c, 1 - 1e-9, 600)
-            for text, name, params, colour, ls in curves:
-                share, push = collapse_model(name, p, c, **params)
-                top.plot(p, share, color=colour, ls=ls, label=text)
-                bottom.plot(p, push, color=colour, ls=ls)
-            top.axhline(1 / c, color="k", lw=0.8, ls="--")
-            bottom.axhline(0, color="k", lw=0.8, ls="--")
-            top.set_title(f"C = {c} classes, equal label counts")
-            top.set_ylabel("share of the batch's gradient\non the favoured class's examples")
-            bottom.set_ylabel("push on the favoured logit\n(> 0: collapse feeds itself)")
-            bottom.set_xlabel(r"$p$ given to the favoured class (the others: $(1-p)/(C-1)$)")
-            for ax in (top, bottom):
-                ax.set_xlim(1 / c, 1)
-            top.set_ylim(0, 1)
-            top.legend(loc="upper left", fontsize=10)
+    fig = figure(6.2 * len(settings), 8.6, style=style)
+    for k, (c, curves) in enumerate(sorted(settings.items())):
+        top = fig.add_subplot(2, len(settings), k + 1)
+        bottom = fig.add_subplot(2, len(settings), k + 1 + len(settings))
+        p = np.linspace(1 / c, 1 - 1e-9, 600)
+        for text, name, params, colour, ls in curves:
+            share, push = collapse_model(name, p, c, **params)
+            top.plot(p, share, color=colour, ls=ls, label=text)
+            bottom.plot(p, push, color=colour, ls=ls)
+        top.axhline(1 / c, color="k", lw=0.8, ls="--")
+        bottom.axhline(0, color="k", lw=0.8, ls="--")
+        top.set_title(f"C = {c} classes, equal label counts")
+        top.set_ylabel("share of the batch's gradient\non the favoured class's examples")
+        bottom.set_ylabel("push on the favoured logit\n(> 0: collapse feeds itself)")
+        bottom.set_xlabel(r"$p$ given to the favoured class (the others: $(1-p)/(C-1)$)")
+        for ax in (top, bottom):
+            ax.set_xlim(1 / c, 1)
+        top.set_ylim(0, 1)
+        top.legend(loc="upper left", fontsize="small")
     return fig
 
 
@@ -97,116 +95,117 @@ def _positive_share_of_emphasis(record, window=5):
     return it[window - 1:], smooth
 
 
-def collapse_seeds(records):
+@styled
+def collapse_seeds(records, style="paper"):
     """IMDB runs over seeds (one run each), coloured by whether they end predicting one class:
     test accuracy and the share of test reviews predicted positive at every evaluation, and per
     logged batch the share of the emphasis on the positively labelled reviews (``class_shares``,
     a running mean over 5 logged batches) and the ESS fraction of the weights. Dashed: where a
     one-class DM (lam = 0) run sits."""
-    fig = figure(13.0, 8.4)
-    axes = [add_axes(fig, 2, 2, k + 1) for k in range(4)]
-    with matplotlib.rc_context(STYLE):
-        seen = set()
-        for record in sorted(records, key=lambda r: r["summary"]["one_class_final"]):  # collapsed on top
-            colour, text = _seed_outcome(record)
-            label = None if text in seen else text
-            seen.add(text)
-            it = np.array([e["iteration"] for e in evals_of(record)])
-            hist = np.array([e["test_class_histogram"] for e in evals_of(record)], dtype=float)
-            axes[0].plot(it, [100 * e["test_accuracy"] for e in evals_of(record)], color=colour,
-                         lw=1.2, alpha=0.8, label=label)
-            axes[1].plot(it, 100 * hist[:, 1] / hist.sum(axis=1), color=colour, lw=1.2, alpha=0.8)
-            steps_it, share = _positive_share_of_emphasis(record)
-            axes[2].plot(steps_it, share, color=colour, lw=0.8, alpha=0.6)
-            axes[3].plot([s["iteration"] for s in steps_of(record)],
-                         [s["ess_fraction"] for s in steps_of(record)], color=colour, lw=0.8,
-                         alpha=0.6)
-        if records:
-            _collapse_reference(axes[2], records[0], "share")
-            _collapse_reference(axes[3], records[0], "ess")
-        s = records[0]["config"] if records else {}
-        params = ", ".join(f"{k}={v:g}" for k, v in s.get("loss_params", {}).items())
-        axes[0].set_title(f"{len(records)} seeds, {s.get('row', '')}: test accuracy")
-        axes[0].set_ylabel("test accuracy (%)")
-        axes[0].set_ylim(45, 92)
-        axes[0].legend(loc="lower right")
-        axes[1].set_title("test reviews predicted positive")
-        axes[1].set_ylabel("%")
-        axes[1].set_ylim(-3, 103)
-        axes[2].set_title("emphasis on the positively labelled reviews\n"
-                          "(running mean of 5 logged batches)")
-        axes[2].set_ylabel("share of the batch's weight")
-        axes[3].set_title(f"ESS of the batch weights (DM {params})")
-        axes[3].set_ylabel("ESS / batch size")
-        for ax in axes:
-            ax.set_xlabel("iteration")
+    fig = figure(13.0, 8.4, style=style)
+    axes = [fig.add_subplot(2, 2, k + 1) for k in range(4)]
+    seen = set()
+    for record in sorted(records, key=lambda r: r["summary"]["one_class_final"]):  # collapsed on top
+        colour, text = _seed_outcome(record)
+        label = None if text in seen else text
+        seen.add(text)
+        it = np.array([e["iteration"] for e in evals_of(record)])
+        hist = np.array([e["test_class_histogram"] for e in evals_of(record)], dtype=float)
+        axes[0].plot(it, [100 * e["test_accuracy"] for e in evals_of(record)], color=colour,
+                     lw=1.2, alpha=0.8, label=label)
+        axes[1].plot(it, 100 * hist[:, 1] / hist.sum(axis=1), color=colour, lw=1.2, alpha=0.8)
+        steps_it, share = _positive_share_of_emphasis(record)
+        axes[2].plot(steps_it, share, color=colour, lw=0.8, alpha=0.6)
+        axes[3].plot([s["iteration"] for s in steps_of(record)],
+                     [s["ess_fraction"] for s in steps_of(record)], color=colour, lw=0.8,
+                     alpha=0.6)
+    if records:
+        _collapse_reference(axes[2], records[0], "share")
+        _collapse_reference(axes[3], records[0], "ess")
+    s = records[0]["config"] if records else {}
+    params = ", ".join(f"{k}={v:g}" for k, v in s.get("loss_params", {}).items())
+    axes[0].set_title(f"{len(records)} seeds, {s.get('row', '')}: test accuracy")
+    axes[0].set_ylabel("test accuracy (%)")
+    axes[0].set_ylim(45, 92)
+    axes[0].legend(loc="lower right")
+    axes[1].set_title("test reviews predicted positive")
+    axes[1].set_ylabel("%")
+    axes[1].set_ylim(-3, 103)
+    axes[2].set_title("emphasis on the positively labelled reviews\n"
+                      "(running mean of 5 logged batches)")
+    axes[2].set_ylabel("share of the batch's weight")
+    axes[3].set_title(f"ESS of the batch weights (DM {params})")
+    axes[3].set_ylabel("ESS / batch size")
+    for ax in axes:
+        ax.set_xlabel("iteration")
     return fig
 
 
-def collapse_remedies(groups):
+@styled
+def collapse_remedies(groups, style="paper"):
     """IMDB runs with each remedy (``groups``: ``{variant: records}``, ``""`` the plain run),
     one column each: test accuracy per seed (top) and the share of the emphasis on the
     positively labelled reviews per logged batch (bottom), coloured by whether the run ends
     predicting one class."""
-    fig = figure(3.6 * len(groups), 7.4)
-    with matplotlib.rc_context(STYLE):
-        for k, (variant, records) in enumerate(groups.items()):
-            top = add_axes(fig, 2, len(groups), k + 1)
-            bottom = add_axes(fig, 2, len(groups), k + 1 + len(groups))
-            ends = 0
-            for record in sorted(records, key=lambda r: r["summary"]["one_class_final"]):  # collapsed on top
-                colour, _ = _seed_outcome(record)
-                ends += record["summary"]["one_class_final"]
-                top.plot([e["iteration"] for e in evals_of(record)],
-                         [100 * e["test_accuracy"] for e in evals_of(record)], color=colour,
-                         lw=1.0, alpha=0.8)
-                bottom.plot(*_positive_share_of_emphasis(record), color=colour, lw=0.6,
-                            alpha=0.5)
-            if records:
-                _collapse_reference(bottom, records[0], "share")
-            top.set_title(f"{variant or 'plain DM'}\n{ends}/{len(records)} end one-class",
-                          fontsize=12)
-            top.set_ylim(45, 92)
-            bottom.set_ylim(0.25, 0.75)
-            bottom.set_xlabel("iteration")
-            if k == 0:
-                top.set_ylabel("test accuracy (%)")
-                bottom.set_ylabel("emphasis share of\npositive labels")
+    fig = figure(3.6 * len(groups), 7.4, style=style)
+    for k, (variant, records) in enumerate(groups.items()):
+        top = fig.add_subplot(2, len(groups), k + 1)
+        bottom = fig.add_subplot(2, len(groups), k + 1 + len(groups))
+        ends = 0
+        for record in sorted(records, key=lambda r: r["summary"]["one_class_final"]):  # collapsed on top
+            colour, _ = _seed_outcome(record)
+            ends += record["summary"]["one_class_final"]
+            top.plot([e["iteration"] for e in evals_of(record)],
+                     [100 * e["test_accuracy"] for e in evals_of(record)], color=colour,
+                     lw=1.0, alpha=0.8)
+            bottom.plot(*_positive_share_of_emphasis(record), color=colour, lw=0.6,
+                        alpha=0.5)
+        if records:
+            _collapse_reference(bottom, records[0], "share")
+        top.set_title(f"{variant or 'plain DM'}\n{ends}/{len(records)} end one-class",
+                      fontsize="medium")
+        top.set_ylim(45, 92)
+        bottom.set_ylim(0.25, 0.75)
+        bottom.set_xlabel("iteration")
+        if k == 0:
+            top.set_ylabel("test accuracy (%)")
+            bottom.set_ylabel("emphasis share of\npositive labels")
     return fig
 
 
-def collapse_rescue(table):
+@styled
+def collapse_rescue(table, style="paper"):
     """Final test accuracy of every seed (dots; vermillion: ends one-class) and the mean (bar)
     for each remedy (x) and row (one panel each); ``table``: the rows of
     :func:`tinydm.experiments.imdb.rescue_table`."""
     rows = list(dict.fromkeys(c["row"] for c in table))
     fig = figure(max(4.0, 1.0 + 0.9 * max(sum(c["row"] == r for c in table) for r in rows))
-                  * len(rows), 5.2)
-    with matplotlib.rc_context(STYLE):
-        for k, r in enumerate(rows):
-            ax = add_axes(fig, 1, len(rows), k + 1)
-            cells = [c for c in table if c["row"] == r]
-            for x, c in enumerate(cells):
-                finals = np.array(c["final"])
-                jitter = np.linspace(-0.18, 0.18, finals.size) if finals.size > 1 else [0.0]
-                collapsed = np.array(c["ends_one_class"], dtype=bool)
-                ax.plot(x + np.asarray(jitter)[~collapsed], finals[~collapsed], "o",
-                        color=ESCAPED_COLOUR, ms=4, alpha=0.8)
-                ax.plot(x + np.asarray(jitter)[collapsed], finals[collapsed], "o",
-                        color=ONE_CLASS_COLOUR, ms=4, alpha=0.8)
-                ax.plot([x - 0.3, x + 0.3], [c["final_mean"]] * 2, color="k", lw=2)
-            ax.set_xticks(range(len(cells)), [c["variant"].lstrip("+") or "plain" for c in cells],
-                          rotation=45, ha="right", fontsize=10)
-            if any(c["one_class"] for c in cells):  # show the 50% runs; else zoom on the cost
-                ax.axhline(50, color="k", lw=0.8, ls=":")
-                ax.set_ylim(45, 92)
-            ax.set_title(cells[0].get("title", r))
-            if k == 0:
-                ax.set_ylabel("final test accuracy (%)")
+                  * len(rows), 5.2, style=style)
+    for k, r in enumerate(rows):
+        ax = fig.add_subplot(1, len(rows), k + 1)
+        cells = [c for c in table if c["row"] == r]
+        for x, c in enumerate(cells):
+            finals = np.array(c["final"])
+            jitter = np.linspace(-0.18, 0.18, finals.size) if finals.size > 1 else [0.0]
+            collapsed = np.array(c["ends_one_class"], dtype=bool)
+            ax.plot(x + np.asarray(jitter)[~collapsed], finals[~collapsed], "o",
+                    color=ESCAPED_COLOUR, ms=4, alpha=0.8)
+            ax.plot(x + np.asarray(jitter)[collapsed], finals[collapsed], "o",
+                    color=ONE_CLASS_COLOUR, ms=4, alpha=0.8)
+            ax.plot([x - 0.3, x + 0.3], [c["final_mean"]] * 2, color="k", lw=2)
+        ax.set_xticks(range(len(cells)), [c["variant"].lstrip("+") or "plain" for c in cells],
+                      rotation=45, ha="right", fontsize="small")
+        if any(c["one_class"] for c in cells):  # show the 50% runs; else zoom on the cost
+            ax.axhline(50, color="k", lw=0.8, ls=":")
+            ax.set_ylim(45, 92)
+        ax.set_title(cells[0].get("title", r))
+        if k == 0:
+            ax.set_ylabel("final test accuracy (%)")
     return fig
 
 
-def collapse_cifar(runs, classes=None):
+@styled
+def collapse_cifar(runs, classes=None, style="paper"):
     """CIFAR runs (``{label: results}``) through emphasis collapse: for each run the share of
     the test images predicted as each class at every evaluation (stacked bars, one colour per
     class; a balanced network shows ten similar bands), then per logged batch the ESS fraction
@@ -217,48 +216,47 @@ def collapse_cifar(runs, classes=None):
     n = len(runs)
     cols = min(max(n, 2), 3)            # predictions: up to three runs per row
     rows = -(-n // cols) + 1            # ... and one row for the two batch panels
-    fig = figure(5.0 * cols, 4.2 * rows)
+    fig = figure(5.0 * cols, 4.2 * rows, style=style)
     grid = fig.add_gridspec(rows, 2 * cols)  # a run spans two columns, a batch panel `cols`
-    with matplotlib.rc_context(STYLE):
-        for k, (name, r, _) in enumerate(runs):
-            row, col = divmod(k, cols)
-            ax = add_axes(fig, grid[row, 2 * col:2 * col + 2])
-            evals = evals_of(r)
-            it = np.array([e["iteration"] for e in evals], dtype=float)
-            hist = np.array([e["test_class_histogram"] for e in evals], dtype=float)
-            shares = 100 * hist / hist.sum(axis=1, keepdims=True)
-            width = 0.8 * (np.diff(it).min() if it.size > 1 else max(it[0], 1.0))
-            bottom = np.zeros(it.size)
-            names = list(classes) if classes is not None else [str(c) for c in range(hist.shape[1])]
-            for c in range(shares.shape[1]):
-                ax.bar(it, shares[:, c], width, bottom=bottom, label=names[c],
-                       color=CLASS_COLOURS[c % len(CLASS_COLOURS)])
-                bottom += shares[:, c]
-            ax.set_ylim(0, 100)
-            ax.set_title(f"{name}: test predictions by class", fontsize=12)
-            ax.set_xlabel("iteration")
-            if k % cols == 0:
-                ax.set_ylabel("% of test images")
-            if k == cols - 1:
-                ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9,
-                          title="class", title_fontsize=9)
-        ess = add_axes(fig, grid[rows - 1, :cols])
-        top = add_axes(fig, grid[rows - 1, cols:])
-        for name, r, colour in runs:
-            steps = steps_of(r)
-            it = [s["iteration"] for s in steps]
-            ess.plot(it, [s["ess_fraction"] for s in steps], color=colour, label=name)
-            top.plot(it, [max(s["class_shares"]) for s in steps], color=colour, label=name)
-        first = steps_of(runs[0][1]) if runs else []
-        top.axhline(1 / (len(first[0]["class_shares"]) if first else 10), color="k", lw=0.8,
-                    ls=":")
-        ess.set_ylim(0, 1.02)
-        top.set_ylim(0, 1)
-        ess.set_title("ESS of the batch weights", fontsize=12)
-        ess.set_ylabel("ESS / batch size")
-        top.set_title("largest share of the emphasis on one label", fontsize=12)
-        for ax in (ess, top):
-            ax.set_xlabel("iteration")
-        top.legend(loc="upper right")
-        fig.suptitle(runs_title(runs))
+    for k, (name, r, _) in enumerate(runs):
+        row, col = divmod(k, cols)
+        ax = fig.add_subplot(grid[row, 2 * col:2 * col + 2])
+        evals = evals_of(r)
+        it = np.array([e["iteration"] for e in evals], dtype=float)
+        hist = np.array([e["test_class_histogram"] for e in evals], dtype=float)
+        shares = 100 * hist / hist.sum(axis=1, keepdims=True)
+        width = 0.8 * (np.diff(it).min() if it.size > 1 else max(it[0], 1.0))
+        bottom = np.zeros(it.size)
+        names = list(classes) if classes is not None else [str(c) for c in range(hist.shape[1])]
+        for c in range(shares.shape[1]):
+            ax.bar(it, shares[:, c], width, bottom=bottom, label=names[c],
+                   color=CLASS_COLOURS[c % len(CLASS_COLOURS)])
+            bottom += shares[:, c]
+        ax.set_ylim(0, 100)
+        ax.set_title(f"{name}: test predictions by class", fontsize="medium")
+        ax.set_xlabel("iteration")
+        if k % cols == 0:
+            ax.set_ylabel("% of test images")
+        if k == cols - 1:
+            ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="x-small",
+                      title="class", title_fontsize="x-small")
+    ess = fig.add_subplot(grid[rows - 1, :cols])
+    top = fig.add_subplot(grid[rows - 1, cols:])
+    for name, r, colour in runs:
+        steps = steps_of(r)
+        it = [s["iteration"] for s in steps]
+        ess.plot(it, [s["ess_fraction"] for s in steps], color=colour, label=name)
+        top.plot(it, [max(s["class_shares"]) for s in steps], color=colour, label=name)
+    first = steps_of(runs[0][1]) if runs else []
+    top.axhline(1 / (len(first[0]["class_shares"]) if first else 10), color="k", lw=0.8,
+                ls=":")
+    ess.set_ylim(0, 1.02)
+    top.set_ylim(0, 1)
+    ess.set_title("ESS of the batch weights", fontsize="medium")
+    ess.set_ylabel("ESS / batch size")
+    top.set_title("largest share of the emphasis on one label", fontsize="medium")
+    for ax in (ess, top):
+        ax.set_xlabel("iteration")
+    top.legend(loc="upper right")
+    fig.suptitle(runs_title(runs))
     return fig

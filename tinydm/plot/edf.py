@@ -2,7 +2,7 @@
 
 Each figure function returns a :class:`matplotlib.figure.Figure` built with matplotlib's
 object-oriented API (no ``pyplot``: no global state, any backend, safe in scripts and notebooks);
-:func:`save` writes it as PNG and/or PDF, and :func:`standard_set` writes the whole set that
+:func:`save` writes it as PNG, SVG and PDF, and :func:`standard_set` writes the whole set that
 ``examples/plot_edf.py`` and docs/derivations.md use:
 
 * ``edf_fig1b``         the paper's Figure 1b: normalised EDFs of CCE, MAE, MSE, GCE and DM;
@@ -21,7 +21,8 @@ import numpy as np
 from .. import edf, losses
 from ..experiments.toy import toy_batch
 from ..tensor import Tensor
-from .style import COLOURS, DENSITY_LABEL, P_LABEL, STYLE, add_axes, figure, label, legend_right, save
+from .style import (COLOURS, DENSITY_LABEL, FORMATS, P_LABEL, figure, label, legend_right,
+                    save, styled)
 
 STANDARD_FIGURES = ("edf_fig1b", "edf_dm_vs_lam", "edf_dm_vs_beta", "edf_variants",
                     "edf_batch_weights")
@@ -31,28 +32,28 @@ def _edf_curves(ax, curves, mark_modes=True):
     """Draw normalised EDFs ``[(name, params, colour, label), ...]``; a dot marks each emphasis
     mode where it is unique (not for a flat curve, nor for two maxima as DM with beta < 0)."""
     p = np.linspace(0.0, 1.0, 801)
-    with matplotlib.rc_context(STYLE):
-        for name, params, colour, text in curves:
-            ax.plot(p, edf.density(name, p, **params), color=colour, label=text)
-            try:
-                psi = edf.emphasis_mode_closed_form(name, **params)
-            except ValueError:
-                continue
-            if mark_modes:
-                ax.plot([psi], edf.density(name, [psi], **params), "o", color=colour, ms=7,
-                        zorder=3)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(bottom=0)
-        ax.set_xlabel(P_LABEL)
-        ax.set_ylabel(DENSITY_LABEL)
+    for name, params, colour, text in curves:
+        ax.plot(p, edf.density(name, p, **params), color=colour, label=text)
+        try:
+            psi = edf.emphasis_mode_closed_form(name, **params)
+        except ValueError:
+            continue
+        if mark_modes:
+            ax.plot([psi], edf.density(name, [psi], **params), "o", color=colour, ms=7,
+                    zorder=3)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel(P_LABEL)
+    ax.set_ylabel(DENSITY_LABEL)
 
 
-def fig1b(lam=0.5, beta=8.0, q=edf.GCE_Q):
+@styled
+def fig1b(lam=0.5, beta=8.0, q=edf.GCE_Q, style="paper"):
     """The paper's Figure 1b: the EDFs of CCE, MAE, MSE, GCE (Eq. 6) and DM (Eq. 12), each
     normalised to unit area (Eq. 8); dots mark the emphasis modes psi. The paper does not state
     its DM parameters; the default ``lam=0.5, beta=8`` is its CIFAR-100 / Table 6 setting."""
-    fig = figure(9.6, 4.6)
-    ax = add_axes(fig)
+    fig = figure(9.6, 4.6, style=style)
+    ax = fig.add_subplot()
     curves = []
     for name, params in (("cce", {}), ("mae", {}), ("mse", {}), ("gce", {"q": q}),
                          ("dm", {"lam": lam, "beta": beta})):
@@ -72,52 +73,54 @@ def _family(ax, name, fixed, varied, values, cmap="viridis"):
     _edf_curves(ax, curves)
 
 
-def dm_vs_lam(lams=(0.0, 0.5, 1.0, 2.0), beta=8.0):
+@styled
+def dm_vs_lam(lams=(0.0, 0.5, 1.0, 2.0), beta=8.0, style="paper"):
     """DM (Eq. 12) for several ``lam`` at fixed ``beta``: the emphasis mode ``lam/(lam+1)`` moves
     from the hardest examples (``p_i = 0``) towards easier ones. Dashed: the closed-form mode."""
-    fig = figure(8.6, 4.6)
-    ax = add_axes(fig)
+    fig = figure(8.6, 4.6, style=style)
+    ax = fig.add_subplot()
     _family(ax, "dm", {"beta": beta}, "lam", lams)
-    with matplotlib.rc_context(STYLE):
-        for lam in lams:
-            ax.axvline(lam / (lam + 1), color="k", ls="--", lw=1, alpha=0.4)
+    for lam in lams:
+        ax.axvline(lam / (lam + 1), color="k", ls="--", lw=1, alpha=0.4)
     ax.set_title(f"DM, $\\beta={beta:g}$: $\\lambda$ sets the emphasis mode "
                  r"$\psi=\lambda/(\lambda+1)$")
     legend_right(ax, title="DM")
     return fig
 
 
-def dm_vs_beta(betas=(-2.0, 0.0, 2.0, 4.0, 8.0, 16.0), lam=0.5):
+@styled
+def dm_vs_beta(betas=(-2.0, 0.0, 2.0, 4.0, 8.0, 16.0), lam=0.5, style="paper"):
     """DM (Eq. 12) for several ``beta`` at fixed ``lam``: ``beta`` sets how sharply the mode is
     emphasised (``beta = 0``: uniform; ``beta < 0``: the mode becomes the least emphasised)."""
-    fig = figure(8.6, 4.6)
-    ax = add_axes(fig)
+    fig = figure(8.6, 4.6, style=style)
+    ax = fig.add_subplot()
     _family(ax, "dm", {"lam": lam}, "beta", betas, cmap="plasma")
     ax.set_title(f"DM, $\\lambda={lam:g}$: $\\beta$ sets the emphasis variance")
     legend_right(ax, title="DM")
     return fig
 
 
-def edf_variants():
+@styled
+def edf_variants(style="paper"):
     """The normal (Eq. 9), exponential (Eq. 10) and beta-distribution (Eq. 11) variants."""
-    fig = figure(14.0, 4.4)
+    fig = figure(14.0, 4.4, style=style)
     panels = [
         ("nd", {"beta": 20.0}, "psi", (0.0, 0.3, 0.6, 0.9), "Normal variant (Eq. 9), $\\beta=20$"),
         ("ed", {}, "beta", (-3.0, -1.0, 1.0, 3.0), "Exponential variant (Eq. 10)"),
         ("bd", {"eta": 3.0}, "alpha", (1.0, 2.0, 3.0, 5.0), "Beta variant (Eq. 11), $\\eta=3$"),
     ]
     for k, (name, fixed, varied, values, title) in enumerate(panels):
-        ax = add_axes(fig, 1, 3, k + 1)
+        ax = fig.add_subplot(1, 3, k + 1)
         _family(ax, name, fixed, varied, values)
-        with matplotlib.rc_context(STYLE):
-            ax.legend(loc="upper center")
+        ax.legend(loc="upper center")
         ax.set_title(title)
         if k:
             ax.set_ylabel("")
     return fig
 
 
-def batch_weights(logits, labels, noisy=None, lam=0.5, beta=8.0, q=edf.GCE_Q):
+@styled
+def batch_weights(logits, labels, noisy=None, lam=0.5, beta=8.0, q=edf.GCE_Q, style="paper"):
     """What each example of a batch receives: ``N * ||dL/dz_i||_1`` (1 = an equal share), read
     from the backward of CCE-, MAE-, MSE-, GCE-DN and DM on these logits, against ``p_i``.
     With ``noisy`` (a boolean mask), a second panel shows the share of the batch's gradient that
@@ -136,65 +139,66 @@ def batch_weights(logits, labels, noisy=None, lam=0.5, beta=8.0, q=edf.GCE_Q):
         received[key] = n * np.abs(z.grad.numpy()).sum(axis=1)
         p = losses.details(loss)["p_i"].numpy()
 
-    fig = figure(13.0, 5.2) if noisy is not None else figure(8.6, 4.8)
-    with matplotlib.rc_context(STYLE):
-        grid = fig.add_gridspec(2, 2 if noisy is not None else 1, height_ratios=(3, 1),
-                                width_ratios=(2.2, 1) if noisy is not None else None)
-        ax = fig.add_subplot(grid[0, 0])
-        order = np.argsort(p)
-        for key, _ in schemes:
-            ax.plot(p[order], received[key][order], "o-", ms=3.5, lw=1.6, color=COLOURS[key],
-                    label=names[key])
-        ax.axhline(1.0, color="k", lw=1, ls=":", label="equal share")
-        ax.set_ylabel(r"$N\,\|\partial L/\partial\mathbf{z}_i\|_1$")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1.45 * max(r.max() for r in received.values()))  # room for the legend
-        ax.tick_params(labelbottom=False)
-        ax.set_title(f"Gradient received by each of the {n} examples of a batch")
-        ax.legend(loc="upper center", ncols=3, fontsize=10.5)
-        hist = fig.add_subplot(grid[1, 0], sharex=ax)
-        bins = np.linspace(0, 1, 26)
-        if noisy is None:
-            hist.hist(p, bins=bins, color=COLOURS["clean"])
-        else:
-            noisy = np.asarray(noisy, dtype=bool)
-            hist.hist([p[~noisy], p[noisy]], bins=bins, stacked=True,
-                      color=[COLOURS["clean"], COLOURS["noisy"]],
-                      label=["correct label", "wrong label"])
-            hist.legend(loc="upper center", ncols=2, fontsize=10.5)
-        hist.set_xlabel(P_LABEL)
-        hist.set_ylabel("examples")
-        if noisy is not None:
-            bars = fig.add_subplot(grid[:, 1])
-            shares = [received[key][noisy].sum() / n for key, _ in schemes]
-            bars.bar(range(len(schemes)), shares, color=[COLOURS[k] for k, _ in schemes])
-            bars.axhline(noisy.mean(), color="k", lw=1, ls=":")
-            bars.text(len(schemes) - 0.5, noisy.mean(), "equal\nweights", va="bottom", ha="right",
-                      fontsize=10.5)
-            bars.set_xticks(range(len(schemes)),
-                            [names[k].split(" (")[0] for k, _ in schemes], rotation=30, ha="right")
-            bars.set_ylim(0, 1)
-            bars.set_ylabel("share of the batch's gradient")
-            bars.set_title("Share spent on wrong labels")
+    fig = figure(13.0, 5.2, style=style) if noisy is not None else figure(8.6, 4.8, style=style)
+    grid = fig.add_gridspec(2, 2 if noisy is not None else 1, height_ratios=(3, 1),
+                            width_ratios=(2.2, 1) if noisy is not None else None)
+    ax = fig.add_subplot(grid[0, 0])
+    order = np.argsort(p)
+    for key, _ in schemes:
+        ax.plot(p[order], received[key][order], "o-", ms=3.5, lw=1.6, color=COLOURS[key],
+                label=names[key])
+    ax.axhline(1.0, color="k", lw=1, ls=":", label="equal share")
+    ax.set_ylabel(r"$N\,\|\partial L/\partial\mathbf{z}_i\|_1$")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.45 * max(r.max() for r in received.values()))  # room for the legend
+    ax.tick_params(labelbottom=False)
+    ax.set_title(f"Gradient received by each of the {n} examples of a batch")
+    ax.legend(loc="upper center", ncols=3, fontsize="small")
+    hist = fig.add_subplot(grid[1, 0], sharex=ax)
+    bins = np.linspace(0, 1, 26)
+    if noisy is None:
+        hist.hist(p, bins=bins, color=COLOURS["clean"])
+    else:
+        noisy = np.asarray(noisy, dtype=bool)
+        hist.hist([p[~noisy], p[noisy]], bins=bins, stacked=True,
+                  color=[COLOURS["clean"], COLOURS["noisy"]],
+                  label=["correct label", "wrong label"])
+        hist.legend(loc="upper center", ncols=2, fontsize="small")
+    hist.set_xlabel(P_LABEL)
+    hist.set_ylabel("examples")
+    if noisy is not None:
+        bars = fig.add_subplot(grid[:, 1])
+        shares = [received[key][noisy].sum() / n for key, _ in schemes]
+        bars.bar(range(len(schemes)), shares, color=[COLOURS[k] for k, _ in schemes])
+        bars.axhline(noisy.mean(), color="k", lw=1, ls=":")
+        bars.text(len(schemes) - 0.5, noisy.mean(), "equal\nweights", va="bottom", ha="right",
+                  fontsize="small")
+        bars.set_xticks(range(len(schemes)),
+                        [names[k].split(" (")[0] for k, _ in schemes], rotation=30, ha="right")
+        bars.set_ylim(0, 1)
+        bars.set_ylabel("share of the batch's gradient")
+        bars.set_title("Share spent\non wrong labels")
     return fig
 
 
-def standard_set(out_dir, formats=("png", "pdf"), lam=0.5, beta=8.0, q=edf.GCE_Q,
+def standard_set(out_dir, formats=FORMATS, lam=0.5, beta=8.0, q=edf.GCE_Q,
                  lams=(0.0, 0.5, 1.0, 2.0), betas=(-2.0, 0.0, 2.0, 4.0, 8.0, 16.0),
-                 batch_size=256, noise=0.4, seed=0, dpi=150, names=STANDARD_FIGURES):
-    """Write the figures ``names`` (default: all of :data:`STANDARD_FIGURES`) into ``out_dir``;
-    return the paths."""
+                 batch_size=256, noise=0.4, seed=0, dpi=150, names=STANDARD_FIGURES,
+                 style="paper"):
+    """Write the figures ``names`` (default: all of :data:`STANDARD_FIGURES`) into ``out_dir``
+    in ``style`` ("paper" or "slides"); return the paths."""
     unknown = sorted(set(names) - set(STANDARD_FIGURES))
     if unknown:
         raise ValueError(f"unknown figure(s) {', '.join(unknown)}; "
                          f"choose from {', '.join(STANDARD_FIGURES)}")
     figures = {
-        "edf_fig1b": lambda: fig1b(lam=lam, beta=beta, q=q),
-        "edf_dm_vs_lam": lambda: dm_vs_lam(lams=lams, beta=beta),
-        "edf_dm_vs_beta": lambda: dm_vs_beta(betas=betas, lam=lam),
-        "edf_variants": edf_variants,
+        "edf_fig1b": lambda: fig1b(lam=lam, beta=beta, q=q, style=style),
+        "edf_dm_vs_lam": lambda: dm_vs_lam(lams=lams, beta=beta, style=style),
+        "edf_dm_vs_beta": lambda: dm_vs_beta(betas=betas, lam=lam, style=style),
+        "edf_variants": lambda: edf_variants(style=style),
         "edf_batch_weights": lambda: batch_weights(
-            *toy_batch(n=batch_size, noise=noise, seed=seed), lam=lam, beta=beta, q=q),
+            *toy_batch(n=batch_size, noise=noise, seed=seed), lam=lam, beta=beta, q=q,
+            style=style),
     }
     paths = []
     for name in names:

@@ -1,12 +1,10 @@
 """Figures of the IMDB experiment (Table 5, tinydm/experiments/imdb/): the test curves of every
 method and seed, and our table against the paper's."""
 
-import matplotlib
 import numpy as np
 
 from ..experiments.runner import evals_of
-from .style import COLOURS, STYLE, add_axes, figure
-
+from .style import COLOURS, figure, styled
 
 def method_style(method):
     """Colour, line style and width of a Table 5 method: one colour per loss family, dashed
@@ -29,71 +27,71 @@ def _run_curves(records, row_key, method):
     return curves
 
 
-def imdb_curves(records, rows, methods):
+@styled
+def imdb_curves(records, rows, methods, style="paper"):
     """Test accuracy (top) and the share of test reviews predicted positive (bottom) during
     training, one column per row of Table 5 (``rows``: ``[(key, title), ...]``), one colour per
     method: the mean over seeds (thick) and each seed (thin). A run at 50% accuracy predicting
     100% (or 0%) positive has collapsed onto one class."""
-    fig = figure(4.2 * len(rows), 8.0)
-    axes = [[add_axes(fig, 2, len(rows), k + 1 + i * len(rows)) for k in range(len(rows))]
+    fig = figure(4.2 * len(rows), 8.0, style=style)
+    axes = [[fig.add_subplot(2, len(rows), k + 1 + i * len(rows)) for k in range(len(rows))]
             for i in range(2)]
-    with matplotlib.rc_context(STYLE):
-        for k, (row_key, title) in enumerate(rows):
-            top, bottom = axes[0][k], axes[1][k]
-            for method in methods:
-                curves = _run_curves(records, row_key, method)
-                if not curves:
-                    continue
-                style = method_style(method)
-                for it, acc, pos in curves:
-                    top.plot(it, acc, color=style["color"], ls=style["ls"], lw=0.7, alpha=0.45)
-                    bottom.plot(it, pos, color=style["color"], ls=style["ls"], lw=0.7, alpha=0.45)
-                length = min(len(c[0]) for c in curves)
-                it = curves[0][0][:length]
-                top.plot(it, np.mean([c[1][:length] for c in curves], axis=0), **style,
-                         label=method.upper())
-                bottom.plot(it, np.mean([c[2][:length] for c in curves], axis=0), **style)
-            top.axhline(50, color="k", lw=0.8, ls=":")
-            bottom.axhline(50, color="k", lw=0.8, ls=":")
-            top.set_title(title)
-            top.set_ylim(45, 92)
-            bottom.set_ylim(-3, 103)
-            bottom.set_xlabel("iteration")
-            if k == 0:
-                top.set_ylabel("test accuracy (%)")
-                bottom.set_ylabel("test reviews predicted positive (%)")
-        handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncol=len(labels))
+    for k, (row_key, title) in enumerate(rows):
+        top, bottom = axes[0][k], axes[1][k]
+        for method in methods:
+            curves = _run_curves(records, row_key, method)
+            if not curves:
+                continue
+            style = method_style(method)
+            for it, acc, pos in curves:
+                top.plot(it, acc, color=style["color"], ls=style["ls"], lw=0.7, alpha=0.45)
+                bottom.plot(it, pos, color=style["color"], ls=style["ls"], lw=0.7, alpha=0.45)
+            length = min(len(c[0]) for c in curves)
+            it = curves[0][0][:length]
+            top.plot(it, np.mean([c[1][:length] for c in curves], axis=0), **style,
+                     label=method.upper())
+            bottom.plot(it, np.mean([c[2][:length] for c in curves], axis=0), **style)
+        top.axhline(50, color="k", lw=0.8, ls=":")
+        bottom.axhline(50, color="k", lw=0.8, ls=":")
+        top.set_title(title)
+        top.set_ylim(45, 92)
+        bottom.set_ylim(-3, 103)
+        bottom.set_xlabel("iteration")
+        if k == 0:
+            top.set_ylabel("test accuracy (%)")
+            bottom.set_ylabel("test reviews predicted positive (%)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels))
     return fig
 
 
-def imdb_vs_paper(summary, rows, methods):
+@styled
+def imdb_vs_paper(summary, rows, methods, style="paper"):
     """Final test accuracy per method, one panel per row of Table 5: our mean and standard
     deviation over seeds (dot and bar; small dots: each seed) beside the paper's number
     (black cross). ``summary``: the cells of :func:`tinydm.experiments.imdb.summarise`."""
-    fig = figure(4.2 * len(rows), 4.6)
+    fig = figure(4.2 * len(rows), 4.6, style=style)
     by_cell = {(c["row"], c["method"]): c for c in summary}
-    with matplotlib.rc_context(STYLE):
-        for k, (row_key, title) in enumerate(rows):
-            ax = add_axes(fig, 1, len(rows), k + 1)
-            for x, method in enumerate(methods):
-                cell = by_cell.get((row_key, method))
-                if cell is None:
-                    continue
-                colour = method_style(method)["color"]
-                ax.errorbar([x], [cell["final_mean"]], yerr=[cell["final_std"]], fmt="o",
-                            color=colour, ms=7, capsize=3,
-                            mfc="white" if method.endswith("-dn") else colour)
-                ax.plot([x] * len(cell["final"]), cell["final"], ".", color=colour, ms=4,
-                        alpha=0.6)
-                ax.plot([x], [cell["paper"]], "x", color="k", ms=8, mew=2,
-                        label="paper" if x == 0 else None)
-            ax.axhline(50, color="k", lw=0.8, ls=":")
-            ax.set_xticks(range(len(methods)), [m.upper() for m in methods], rotation=60,
-                          ha="right", fontsize=10)
-            ax.set_ylim(45, 92)
-            ax.set_title(title)
-            if k == 0:
-                ax.set_ylabel("final test accuracy (%)")
-                ax.legend(loc="lower left")
+    for k, (row_key, title) in enumerate(rows):
+        ax = fig.add_subplot(1, len(rows), k + 1)
+        for x, method in enumerate(methods):
+            cell = by_cell.get((row_key, method))
+            if cell is None:
+                continue
+            colour = method_style(method)["color"]
+            ax.errorbar([x], [cell["final_mean"]], yerr=[cell["final_std"]], fmt="o",
+                        color=colour, ms=7, capsize=3,
+                        mfc="white" if method.endswith("-dn") else colour)
+            ax.plot([x] * len(cell["final"]), cell["final"], ".", color=colour, ms=4,
+                    alpha=0.6)
+            ax.plot([x], [cell["paper"]], "x", color="k", ms=8, mew=2,
+                    label="paper" if x == 0 else None)
+        ax.axhline(50, color="k", lw=0.8, ls=":")
+        ax.set_xticks(range(len(methods)), [m.upper() for m in methods], rotation=60,
+                      ha="right", fontsize="small")
+        ax.set_ylim(45, 92)
+        ax.set_title(title)
+        if k == 0:
+            ax.set_ylabel("final test accuracy (%)")
+            ax.legend(loc="lower left")
     return fig

@@ -1,0 +1,92 @@
+"""Figure styles (tinydm/plot/style.py): every figure function draws for a paper or for 16:9
+slides with large fonts in a colour-blind-safe palette, and save writes PNG, SVG and PDF."""
+
+import inspect
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tinydm import plot
+from tinydm.plot import cifar, collapse, edf, imdb, style
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def figure_functions():
+    """Every public function of the figure modules that makes a figure."""
+    for module in (edf, imdb, cifar, collapse):
+        for name, fn in inspect.getmembers(module, inspect.isfunction):
+            if fn.__module__ == module.__name__ and not name.startswith("_") \
+                    and "figure(" in inspect.getsource(fn):
+                yield f"{module.__name__}.{name}", fn
+
+
+def png_size(path):
+    width, height = struct.unpack(">II", Path(path).read_bytes()[16:24])  # the IHDR chunk
+    return width, height
+
+
+def test_every_figure_function_takes_a_style():
+    found = dict(figure_functions())
+    assert len(found) >= 15  # the EDF, IMDB, CIFAR and collapse figures
+    for name, fn in found.items():
+        parameter = inspect.signature(fn).parameters.get("style")
+        assert parameter is not None and parameter.default == "paper", name
+
+
+def test_slides_are_16_9_with_large_fonts_and_written_as_png_svg_pdf(tmp_path):
+    fig = plot.fig1b(style="slides")
+    width, height = fig.get_size_inches()
+    assert width / height == pytest.approx(16 / 9, rel=1e-3)
+    ax = fig.axes[0]
+    assert ax.title.get_fontsize() == style.STYLES["slides"]["axes.titlesize"] == 22
+    assert ax.xaxis.label.get_fontsize() == 21
+    assert ax.get_xticklabels()[0].get_fontsize() == 18
+    assert ax.lines[0].get_linewidth() == 3.4
+    paths = plot.save(fig, tmp_path, "fig1b", dpi=60)
+    assert [p.suffix for p in paths] == [".png", ".svg", ".pdf"]
+    assert png_size(paths[0]) == (round(40 / 3 * 60), 450)  # not cropped: exactly 16:9
+    assert b"<svg" in paths[1].read_bytes()[:500]
+    assert paths[2].read_bytes().startswith(b"%PDF")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files
+
+
+def test_the_style_reaches_every_panel_of_other_modules():
+    fig = plot.collapse_feedback(style="slides")
+    assert tuple(fig.get_size_inches()) == pytest.approx(style.SLIDE_SIZE)
+    assert {ax.yaxis.label.get_fontsize() for ax in fig.axes} == {21}
+    # the legend's "small" is relative to the style's font size (20 pt on slides)
+    assert fig.axes[0].get_legend().get_texts()[0].get_fontsize() == pytest.approx(
+        style.STYLES["slides"]["font.size"] * 0.833, rel=0.01)
+    paper = plot.collapse_feedback()
+    assert {ax.yaxis.label.get_fontsize() for ax in paper.axes} == {14}
+
+
+def test_the_palette_is_okabe_ito_in_both_styles():
+    okabe_ito = {c.lower() for c in style.OKABE_ITO}
+    assert {c.lower() for c in style.COLOURS.values()} - {"#882255", "#aaaaaa"} <= okabe_ito
+    for name in style.STYLES:
+        cycle = style.STYLES[name]["axes.prop_cycle"].by_key()["color"]
+        assert {c.lower() for c in cycle} == okabe_ito
+
+
+def test_paper_figures_are_cropped_and_bad_arguments_are_named(tmp_path):
+    (path,) = plot.save(plot.dm_vs_lam(), tmp_path, "lam", formats=("png",), dpi=50)
+    assert png_size(path) != (round(8.6 * 50), round(4.6 * 50))  # bbox "tight"
+    with pytest.raises(ValueError, match="unknown figure style 'poster'; choose one of paper, slides"):
+        plot.fig1b(style="poster")
+    with pytest.raises(ValueError, match="unknown format.* jpg"):
+        plot.save(plot.dm_vs_lam(), tmp_path, "lam", formats=("jpg",))
+
+
+def test_plot_edf_writes_slides(tmp_path):
+    run = subprocess.run([sys.executable, str(ROOT / "examples/plot_edf.py"), "--style", "slides",
+                          "--figures", "edf_dm_vs_beta", "--formats", "png", "svg",
+                          "--dpi", "40", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert png_size(tmp_path / "edf_dm_vs_beta.png") == (round(40 / 3 * 40), 300)
+    assert (tmp_path / "edf_dm_vs_beta.svg").exists()

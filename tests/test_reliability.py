@@ -136,12 +136,16 @@ def tiny_fit(batches, iterations, loss=None, log_every=5, optimizer=optim.SGD, *
                       log_every=log_every, progress=False, **kw)
 
 
-def test_a_loss_that_is_non_finite_between_logged_steps_stops_the_run_there():
+def test_a_loss_that_is_non_finite_between_logged_steps_stops_the_run_there(device):
+    """On the host every loss is read; on a device (the stand-in for CuPy here) a device-side
+    flag is, at the log steps and the end: the iteration is exact either way."""
     x, y = td.Tensor(np.ones((4, 2), np.float32)), td.Tensor(np.array([0, 1, 0, 1]))
     bad = td.Tensor(np.full((4, 2), np.nan, np.float32))
     with pytest.raises(Diverged, match="iteration 7") as e:  # logged: 1, 5, (10)
         tiny_fit(lambda it: (bad if it == 6 else x, y), iterations=8)
     assert e.value.iteration == 7 and [s["iteration"] for s in e.value.history.steps] == [1, 5]
+    with pytest.raises(Diverged, match="iteration 2"):  # no log step after it: found at the end
+        tiny_fit(lambda it: (bad if it == 1 else x, y), iterations=4, log_every=100)
 
 
 def test_weights_that_become_non_finite_at_the_last_update_are_caught():

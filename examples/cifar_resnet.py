@@ -47,10 +47,11 @@ draws accuracy.png, p_i.png, ess.png and test_predictions.png there. A killed ru
 """
 
 import argparse
+import sys
 
 from tinydm import backend, losses
-from tinydm.data import transforms
-from tinydm.experiments import cifar
+from tinydm.data import DataError, transforms
+from tinydm.experiments import cifar, runner
 
 D = cifar.Config()  # the defaults (checked settings, tinydm/experiments/cifar/settings.py)
 
@@ -70,7 +71,7 @@ def parse_args(argv=None):
     data.add_argument("--noise", choices=cifar.NOISES, default=D.noise,
                       help="label noise: symmetric (any other class), asymmetric (CIFAR-100 "
                            "superclass swaps), pair (CIFAR-10 class-dependent) (default: %(default)s)")
-    data.add_argument("--noise-rate", type=float, default=D.noise_rate, help="r (default: %(default)s)")
+    data.add_argument("--noise-rate", type=runner.finite_float, default=D.noise_rate, help="r (default: %(default)s)")
     data.add_argument("--noise-exact", action="store_true",
                       help="corrupt exactly round(r n) labels instead of each with probability r")
     data.add_argument("--subset-per-class", type=int, metavar="K",
@@ -81,14 +82,14 @@ def parse_args(argv=None):
     data.add_argument("--val-per-class", type=int, metavar="V",
                       help="hold out V more images of each class, clean, as a validation split "
                            "(with --subset-order first: the next V in the files' order)")
-    data.add_argument("--val-fraction", type=float, default=D.val_fraction,
+    data.add_argument("--val-fraction", type=runner.finite_float, default=D.val_fraction,
                       help="hold out this fraction of the training data, clean, as a validation "
                            "split (the paper's search uses 0.2) (default: %(default)s)")
     data.add_argument("--augment", choices=transforms.AUGMENTATIONS, default=D.augment,
                       help="pad: pad 4 + random crop + flip (the paper's text); resize: resize to "
                            "36 + random crop + flip, centre crop for test (the released code); "
                            "none (default: %(default)s)")
-    data.add_argument("--std", nargs=3, type=float, metavar=("R", "G", "B"),
+    data.add_argument("--std", nargs=3, type=runner.finite_float, metavar=("R", "G", "B"),
                       help=f"also divide by these per-channel stds after subtracting the mean "
                            f"(common: {' '.join(map(str, transforms.CIFAR_STD))}; default: no "
                            f"division, as released)")
@@ -105,14 +106,14 @@ def parse_args(argv=None):
                        help="A: zero-padded identity, B: 1x1 projection (default: %(default)s)")
     model.add_argument("--loss", "--method", dest="loss", default=D.loss, metavar="NAME",
                        help=f"any tinydm.losses name: {', '.join(losses.NAMES)} (default: %(default)s)")
-    model.add_argument("--lam", type=float, help="DM's lambda (emphasis mode)")
-    model.add_argument("--beta", type=float, help="DM's beta (emphasis variance)")
-    model.add_argument("--q", type=float,
+    model.add_argument("--lam", type=runner.finite_float, help="DM's lambda (emphasis mode)")
+    model.add_argument("--beta", type=runner.finite_float, help="DM's beta (emphasis variance)")
+    model.add_argument("--q", type=runner.finite_float,
                        help=f"GCE's q (default of the loss: {losses.parameters('gce')['q']})")
     model.add_argument("--warmup", type=int, metavar="K",
                        help="DM: raise beta linearly from 0 over the first K iterations "
                             "(emphasis-collapse remedy, docs/emphasis-collapse.md; default: off)")
-    model.add_argument("--ess-floor", type=float, metavar="F",
+    model.add_argument("--ess-floor", type=runner.finite_float, metavar="F",
                        help="DM: temper the weights (w -> w^t) until the batch's ESS is at least "
                             "F of the batch (remedy; default: off)")
     model.add_argument("--per-class", action="store_true",
@@ -122,13 +123,13 @@ def parse_args(argv=None):
     train = parser.add_argument_group("optimisation")
     train.add_argument("--iterations", type=int, default=D.iterations, help="(default: %(default)s)")
     train.add_argument("--batch-size", type=int, default=D.batch_size, help="(default: %(default)s)")
-    train.add_argument("--lr", type=float, default=D.lr, help="base learning rate (default: %(default)s)")
+    train.add_argument("--lr", type=runner.finite_float, default=D.lr, help="base learning rate (default: %(default)s)")
     train.add_argument("--milestones", nargs="*", type=int,
                        help="iterations where the lr is multiplied by --lr-gamma (default: 50%% and "
                             "73.3%% of --iterations)")
-    train.add_argument("--lr-gamma", type=float, default=D.lr_gamma, help="(default: %(default)s)")
-    train.add_argument("--momentum", type=float, default=D.momentum, help="(default: %(default)s)")
-    train.add_argument("--weight-decay", type=float, default=D.weight_decay,
+    train.add_argument("--lr-gamma", type=runner.finite_float, default=D.lr_gamma, help="(default: %(default)s)")
+    train.add_argument("--momentum", type=runner.finite_float, default=D.momentum, help="(default: %(default)s)")
+    train.add_argument("--weight-decay", type=runner.finite_float, default=D.weight_decay,
                        help="(default: %(default)s, the released solver's)")
     train.add_argument("--sgd", choices=cifar.SGD_STYLES, default=D.sgd,
                        help="momentum convention (default: %(default)s, as the released code)")
@@ -153,7 +154,8 @@ def parse_args(argv=None):
     run.add_argument("--overwrite", action="store_true", help="start again over an existing run")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--no-figures", action="store_true", help="do not draw the figures")
-    return parser.parse_args(argv)
+    return parser.parse_args(runner.join_negative_numbers(sys.argv[1:] if argv is None
+                                                          else argv))
 
 
 def config_from_args(args):
@@ -185,11 +187,16 @@ def main(argv=None):
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     backend.tune_malloc()  # reuse freed memory: ~25% faster CPU steps (tinydm/backend/malloc.py)
-    try:
-        results = cifar.run(config, resume=args.resume, overwrite=args.overwrite,
-                            progress=not args.no_progress, figures=not args.no_figures)
-    except (FileExistsError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
+    results = runner.run_command(
+        lambda: cifar.run(config, resume=args.resume, overwrite=args.overwrite,
+                          progress=not args.no_progress, figures=not args.no_figures),
+        f"the last checkpoint in {config.resolved().out_dir} is kept; continue with --resume",
+        (DataError,))
+    if results["status"] == "diverged":
+        print(f"diverged: the loss or the weights became non-finite at iteration "
+              f"{results['summary']['diverged_by']} (status \"diverged\" in "
+              f"{config.resolved().out_dir}/{cifar.RESULTS})", file=sys.stderr)
+        raise SystemExit(3)
     timing = results["timing"]
     print(f"{timing['iterations_done']} iterations in {timing['wall_seconds']:.0f} s "
           f"({timing['step_ms']:.0f} ms per training iteration, {timing['eval_seconds']:.0f} s "

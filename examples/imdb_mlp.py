@@ -1,6 +1,6 @@
 """Reproduce Table 5 of the paper: IMDB sentiment under label noise and class imbalance.
 
-    python examples/imdb_mlp.py                                  # the whole table, 3 seeds
+    python examples/imdb_mlp.py                  # the whole table (and DM+perclass), 3 seeds
     python examples/imdb_mlp.py --rows r0.4 --methods cce dm --seeds 123
     python examples/imdb_mlp.py --rows pn50 --methods dm --lam 0.3 --beta 4 --out runs/imdb-beta4
     python examples/imdb_mlp.py --device cuda --jobs 1 --out runs/imdb-cuda
@@ -31,8 +31,9 @@ import time
 for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-from tinydm import backend  # noqa: E402
-from tinydm.experiments import imdb  # noqa: E402
+from tinydm import backend, files  # noqa: E402
+from tinydm.data import DataError  # noqa: E402
+from tinydm.experiments import imdb, runner  # noqa: E402
 
 D = imdb.RunSettings.defaults()  # the protocol's defaults
 
@@ -57,21 +58,24 @@ def main(argv=None):
                                          for r in imdb.ROWS))
     parser.add_argument("--rows", nargs="+", choices=imdb.ROW_KEYS, default=list(imdb.ROW_KEYS),
                         metavar="ROW", help="rows of Table 5 (default: all five, see below)")
-    parser.add_argument("--methods", nargs="+", choices=imdb.METHODS, default=list(imdb.METHODS),
-                        metavar="METHOD", help=f"methods (default: all: {' '.join(imdb.METHODS)})")
+    parser.add_argument("--methods", nargs="+", choices=imdb.COLUMNS, default=list(imdb.COLUMNS),
+                        metavar="METHOD",
+                        help=f"columns: the paper's methods and DM with per-class "
+                             f"renormalisation (default: all: {' '.join(imdb.COLUMNS)})")
     parser.add_argument("--seeds", nargs="+", type=seed_list, default=[list(imdb.SEEDS)],
                         help="seeds or ranges of seeds (123-132); each seeds the noise draw, the "
                              "batch order and the init (default: 123 124 125; 123 is the "
                              "paper's)")
-    parser.add_argument("--lam", type=float,
+    parser.add_argument("--lam", type=runner.finite_float,
                         help="DM's lambda for every row (default: the paper's, per row)")
-    parser.add_argument("--beta", type=float,
+    parser.add_argument("--beta", type=runner.finite_float,
                         help="DM's beta for every row (default: the paper's, per row)")
     remedies = parser.add_argument_group(
         "remedies for emphasis collapse (docs/emphasis-collapse.md; all off by default)")
     remedies.add_argument("--warmup", type=int, default=imdb.REMEDIES["warmup"], metavar="K",
                           help="DM: raise beta linearly from 0 over the first K iterations")
-    remedies.add_argument("--ess-floor", type=float, default=imdb.REMEDIES["ess_floor"],
+    remedies.add_argument("--ess-floor", type=runner.finite_float,
+                          default=imdb.REMEDIES["ess_floor"],
                           metavar="F",
                           help="DM: temper the weights (w -> w^t) until the batch's ESS is at "
                                "least F of the batch")
@@ -90,7 +94,7 @@ def main(argv=None):
                         help="training iterations (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=D["batch_size"],
                         help="batch size (default: %(default)s)")
-    parser.add_argument("--weight-decay", type=float, default=D["weight_decay"],
+    parser.add_argument("--weight-decay", type=runner.finite_float, default=D["weight_decay"],
                         help="weight decay on every parameter (default: %(default)s)")
     parser.add_argument("--eval-every", type=int, default=D["eval_every"],
                         help="evaluate on the test set every N iterations (default: %(default)s)")
@@ -112,21 +116,46 @@ def main(argv=None):
                         help="folder of the cached features (default: as --data-dir's default)")
     parser.add_argument("--no-download", action="store_true", help="fail instead of downloading")
     parser.add_argument("--force", action="store_true", help="retrain runs that are already saved")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="use an --out that holds runs of other settings (iterations, batch "
+                             "size, ...), replacing them")
     parser.add_argument("--progress", action="store_true",
                         help="a progress bar per run (with --jobs 1)")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(runner.join_negative_numbers(sys.argv[1:] if argv is None
+                                                           else argv))
     args.seeds = list(dict.fromkeys(s for group in args.seeds for s in group))
+    return runner.run_command(lambda: run(args, argv), f"the finished runs are saved in "
+                              f"{args.out}; the same command continues from there", (DataError,))
+
+
+def run(args, argv):
+    """The command: every check and output folder first, then the features, the runs and the
+    report. Exits with status 3 when a run diverged (its record and the table say so)."""
     jobs = 1 if args.device == "cuda" else max(1, args.jobs)
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+    report_dir = args.report_dir or args.out
     if args.rescue_report:
         records = imdb.load_records(args.out)
         if not records:
             raise SystemExit(f"error: no run records in {args.out}")
-        paths = imdb.write_rescue_report(records, args.report_dir or args.out, args.figure_dir,
+        paths = imdb.write_rescue_report(records, report_dir, args.figure_dir,
                                          command=command)
         print(imdb.markdown_rescue_table(imdb.rescue_table(records)))
         print("written: " + ", ".join(str(p) for p in paths.values()))
         return
+
+    protocol = dict(iterations=args.iterations, batch_size=args.batch_size,
+                    weight_decay=args.weight_decay, eval_every=args.eval_every,
+                    log_every=args.log_every, device=args.device, warmup=args.warmup,
+                    ess_floor=args.ess_floor, per_class=args.per_class, sampler=args.sampler)
+    # every setting checked and every output folder claimed before the features load
+    settings = imdb.table_settings(args.rows, args.methods, args.seeds, args.lam, args.beta,
+                                   **protocol)
+    runner.claim_output(args.out, imdb.folder_settings(settings[0], args.lam, args.beta),
+                        args.overwrite, what="table")
+    for folder in (report_dir, args.figure_dir):
+        if folder:
+            files.probe_writable(folder)
 
     started = time.perf_counter()
     print("IMDB features (PV-DBOW; trained once, then read from the cache) ...", flush=True)
@@ -136,20 +165,13 @@ def main(argv=None):
           f"{features.x_test.shape[0]} test reviews, {features.dim}-d (fingerprint "
           f"{features.fingerprint})", flush=True)
 
-    runs = len(args.rows) * len(args.methods) * len(args.seeds)
-    print(f"{runs} runs ({len(args.rows)} rows x {len(args.methods)} methods x "
+    print(f"{len(settings)} runs ({len(args.rows)} rows x {len(args.methods)} columns x "
           f"{len(args.seeds)} seeds) on {args.device}, {jobs} at a time; results in {args.out}",
           flush=True)
     table = imdb.run_table(features, rows=args.rows, methods=args.methods, seeds=args.seeds,
                            out_dir=args.out, lam=args.lam, beta=args.beta, jobs=jobs,
-                           force=args.force, progress=args.progress,
-                           log=lambda line: print(line, flush=True),
-                           iterations=args.iterations, batch_size=args.batch_size,
-                           weight_decay=args.weight_decay, eval_every=args.eval_every,
-                           log_every=args.log_every, device=args.device, warmup=args.warmup,
-                           ess_floor=args.ess_floor, per_class=args.per_class,
-                           sampler=args.sampler)
-    report_dir = args.report_dir or args.out
+                           force=args.force, overwrite=args.overwrite, progress=args.progress,
+                           log=lambda line: print(line, flush=True), **protocol)
     notes = (f"Features: {feature_time:.0f} s (PV-DBOW, fingerprint {features.fingerprint}); "
              f"{jobs} run(s) at a time; whole command {time.perf_counter() - started:.0f} s.")
     paths = imdb.write_report(table, report_dir, args.figure_dir, command=command, notes=notes)
@@ -163,6 +185,13 @@ def main(argv=None):
           f"runs {table.wall_time:.0f} s, total {time.perf_counter() - started:.0f} s; "
           f"{imdb.per_step_ms(table.records):.3f} ms per training step (median)")
     print("written: " + ", ".join(str(p) for p in paths.values()))
+    diverged = [r["config"] for r in table.records if r["status"] == "diverged"]
+    if diverged:
+        print(f"{len(diverged)} run(s) diverged (non-finite loss; status "
+              f"\"diverged\" in their records, marked in the table): "
+              + ", ".join(f"{c['row']}/{c['loss']} seed {c['seed']}" for c in diverged[:5])
+              + (" ..." if len(diverged) > 5 else ""), file=sys.stderr)
+        raise SystemExit(3)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,16 @@ with loss and accuracy, and a checkpoint (``--save``).
 """
 
 import argparse
+import pathlib
+import sys
 import time
 
 import numpy as np
 from tqdm import tqdm
 
 import tinydm as td
-from tinydm import backend, checkpoint, losses, nn, optim
+from tinydm import backend, checkpoint, files, losses, nn, optim
+from tinydm.experiments.runner import finite_float, join_negative_numbers
 
 
 def spirals(n_per_class, classes, rng):
@@ -69,19 +72,31 @@ def main(argv=None):
                         help="mlp on 2-D spirals or cnn on 8x8 bar images (default: mlp)")
     parser.add_argument("--iters", type=int, help="training iterations (default: 1500 mlp, 400 cnn)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=0.1, help="base learning rate (SGD, momentum 0.9)")
-    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--lr", type=finite_float, default=0.1, help="base learning rate (SGD, momentum 0.9)")
+    parser.add_argument("--weight-decay", type=finite_float, default=1e-4)
     parser.add_argument("--loss", default="cce", choices=losses.NAMES, help="a tinydm.losses name")
-    parser.add_argument("--lam", type=float, default=0.5, help="DM emphasis mode lambda (--loss dm)")
-    parser.add_argument("--beta", type=float, default=8.0, help="DM emphasis variance beta (--loss dm)")
-    parser.add_argument("--noise", type=float, default=0.0,
+    parser.add_argument("--lam", type=finite_float, default=0.5, help="DM emphasis mode lambda (--loss dm)")
+    parser.add_argument("--beta", type=finite_float, default=8.0, help="DM emphasis variance beta (--loss dm)")
+    parser.add_argument("--noise", type=finite_float, default=0.0,
                         help="fraction of training labels replaced by another class at random")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=td.get_device(), choices=backend.DEVICES)
     parser.add_argument("--save", metavar="PATH", help="write a checkpoint (.npz) at the end")
-    args = parser.parse_args(argv)
-
-    args.iters = args.iters or (1500 if args.model == "mlp" else 400)
+    args = parser.parse_args(join_negative_numbers(sys.argv[1:] if argv is None else argv))
+    args.iters = (1500 if args.model == "mlp" else 400) if args.iters is None else args.iters
+    for wrong, message in ((args.iters < 1, f"--iters must be >= 1, got {args.iters}"),
+                           (args.batch_size < 1, f"--batch-size must be >= 1, got "
+                                                 f"{args.batch_size}"),
+                           (args.lr < 0 or args.weight_decay < 0,
+                            "--lr and --weight-decay must be >= 0"),
+                           (not 0 <= args.noise <= 1, f"--noise must be in [0, 1], got {args.noise}")):
+        if wrong:
+            parser.error(message)
+    if args.save:
+        try:
+            files.probe_writable(pathlib.Path(args.save).parent)
+        except OSError as e:
+            parser.error(f"--save: {e}")
     td.set_device(args.device)
     backend.tune_malloc()  # reuse freed memory between steps (tinydm/backend/malloc.py)
     td.manual_seed(args.seed)
@@ -91,6 +106,9 @@ def main(argv=None):
     order = rng.permutation(len(x))
     test, train = order[:len(x) // 5], order[len(x) // 5:]
     x_train, y_train, x_test, y_test = x[train], y[train].copy(), x[test], y[test]
+    if args.batch_size > len(x_train):
+        parser.error(f"--batch-size must be at most the {len(x_train)} training examples, got "
+                     f"{args.batch_size}")
     noisy = rng.random(len(y_train)) < args.noise
     y_train[noisy] = (y_train[noisy] + rng.integers(1, classes, noisy.sum())) % classes
 

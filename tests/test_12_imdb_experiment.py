@@ -132,11 +132,15 @@ def test_finished_runs_are_skipped(features, tmp_path, monkeypatch):
     imdb.run_table(features, **{**kwargs, "log": lines.append})
     assert [(s.loss, s.seed) for s in trained] == [("mae", 2)]
     assert lines[0].startswith("3 of 4 runs are already in") and "(done before)" not in lines[1]
-    imdb.run_table(features, **{**kwargs, "methods": ["mae"], "seeds": [1], "iterations": 200})
+    # other shared settings in the same folder: refused (nothing replaced), unless overwrite
+    changed = {**kwargs, "methods": ["mae"], "seeds": [1], "iterations": 200}
+    with pytest.raises(ValueError, match="iterations: 300 there, 200 now"):
+        imdb.run_table(features, **changed)
+    assert len(trained) == 1
+    imdb.run_table(features, **changed, overwrite=True)
     assert trained[-1].iterations == 200
     assert read(imdb.run_path(tmp_path, trained[-1]))["config"]["iterations"] == 200
-    imdb.run_table(features, **{**kwargs, "methods": ["mae"], "seeds": [1], "iterations": 200,
-                                "force": True})
+    imdb.run_table(features, **changed, force=True)
     assert len(trained) == 3
 
 
@@ -228,13 +232,17 @@ def test_command_line(features, tmp_path, monkeypatch, capsys):
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # overflow on the way to NaN
 def test_a_diverging_run_is_recorded_not_fatal(features, tmp_path):
-    """A loss that becomes non-finite ends the run: it is saved as diverged, and the network
+    """A loss that becomes non-finite ends the run at that very iteration (every loss is
+    checked, not only the logged ones): it is saved with status "diverged", and the network
     (NaN weights) is evaluated as it is: one class for every review, 50%."""
     table = imdb.run_table(features, rows=["r0"], methods=["cce-dn", "cce"], seeds=[1],
                            out_dir=tmp_path, log=None, base_lr=1e6, **SHORT)
     diverged, _ = table.records
-    summary = diverged["summary"]
-    assert summary["diverged_by"] == 50 and diverged["history"]["evals"][-1]["iteration"] == 50
+    summary, losses_seen = diverged["summary"], [s["loss"] for s in diverged["history"]["steps"]]
+    assert diverged["status"] == "diverged"
+    assert 1 < summary["diverged_by"] < 50 and SHORT["log_every"] == 50
+    assert diverged["history"]["evals"][-1]["iteration"] == summary["diverged_by"]
+    assert all(np.isfinite(losses_seen))
     assert summary["test_accuracy_final"] == 0.5 and summary["one_class_final"]
     assert table.summary[0]["diverged"] == 1 and table.summary[0]["one_class"] == 1
     assert "[1/1 one-class, 1 diverged]" in imdb.markdown_table(table.summary)

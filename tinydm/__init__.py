@@ -5,7 +5,7 @@ The package map and what may import what: docs/architecture.md.
 """
 
 from . import backend
-from .tensor import Function, Tensor, is_grad_enabled, no_grad
+from .tensor import Function, Tensor, detect_anomaly, is_grad_enabled, no_grad
 from . import functional, operators  # operators: Python's operators on Tensor
 from . import edf, losses
 from .backend import get_device, manual_seed, set_device

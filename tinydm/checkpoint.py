@@ -7,12 +7,17 @@ archive holding
 * ``model/<name>``: every parameter and buffer, by its state-dict name (PyTorch's names);
 * ``optimizer/<i>/<key>``: the state arrays of parameter ``i`` (momentum buffer, Adam moments);
 * ``__meta__``: one JSON string with the optimiser's type, hyperparameters and counters (Adam's
-  step counts), the schedule's state and ``extra`` (e.g. the iteration, RNG states, the config).
+  step counts), the schedule's state, ``extra`` (e.g. the iteration, RNG states, the config)
+  and ``threads``: tinydm's and BLAS's thread counts and the BLAS kernel
+  (:func:`tinydm.backend.thread_settings`), on which the exact result of a CPU run depends.
 
 Arrays are stored on the host, so a checkpoint saved on one device loads on any other:
 ``load(path, model, optimizer=None, scheduler=None)`` copies everything onto the devices where
-the model's parameters now live and returns ``extra``. It reads without pickle, so a checkpoint
-is plain data. Resuming a run::
+the model's parameters now live and returns ``extra``; with ``restore_threads=True`` (resuming a
+run) it also sets the saved thread counts, and warns when the BLAS library or kernel differs
+(the resumed run will then not end exactly as an uninterrupted one). It reads without pickle,
+so a checkpoint is plain data, and a corrupt or truncated file is a ValueError naming it.
+Resuming a run::
 
     checkpoint.save("run.npz", model, opt, sched, extra={"iteration": it, "seed": 123})
     ...
@@ -22,6 +27,8 @@ Host file I/O is the one reason this module uses NumPy directly.
 """
 
 import json
+import warnings
+import zipfile
 
 import numpy as np
 
@@ -34,7 +41,8 @@ FORMAT = "tinydm-checkpoint-1"
 def save(path, model, optimizer=None, scheduler=None, extra=None):
     """Write model (and optimiser, schedule, ``extra``) state to ``path`` atomically."""
     arrays = {f"model/{name}": backend.to_numpy(t.data) for name, t in model.state_dict().items()}
-    meta = {"format": FORMAT, "extra": {} if extra is None else extra}
+    meta = {"format": FORMAT, "extra": {} if extra is None else extra,
+            "threads": backend.thread_settings()}
     if optimizer is not None:
         state = optimizer.state_dict()
         counters = []
@@ -60,7 +68,21 @@ def save(path, model, optimizer=None, scheduler=None, extra=None):
 
 def read(path):
     """The raw content of a checkpoint, on the host: ``{"model": {name: array}, "optimizer":
-    state dict or None, "scheduler": state dict or None, "extra": dict}``."""
+    state dict or None, "scheduler": state dict or None, "extra": dict, "threads": dict or
+    None}``."""
+    try:
+        return _read(path)
+    except (ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        if str(e).startswith("checkpoint:"):
+            raise
+        # NumPy's message for an entry it cannot read suggests allow_pickle=True: never for a
+        # file that is meant to be plain data
+        reason = "it holds Python objects" if "pickle" in str(e) else str(e) or type(e).__name__
+        raise ValueError(f"checkpoint: {path} is corrupt or not a tinydm checkpoint ({reason}); "
+                         f"delete it to start the run again") from None
+
+
+def _read(path):
     with np.load(path, allow_pickle=False) as archive:
         if "__meta__" not in archive.files:
             raise ValueError(f"checkpoint: {path} is not a tinydm checkpoint (no __meta__ entry)")
@@ -79,13 +101,21 @@ def read(path):
             optimizer = {"type": optimizer["type"], "hyperparameters": optimizer["hyperparameters"],
                          "state": states}
     return {"model": model, "optimizer": optimizer, "scheduler": meta.get("scheduler"),
-            "extra": meta["extra"]}
+            "extra": meta["extra"], "threads": meta.get("threads")}
 
 
-def load(path, model, optimizer=None, scheduler=None, strict=True):
+def load(path, model, optimizer=None, scheduler=None, strict=True, restore_threads=False):
     """Load a checkpoint into ``model`` (and ``optimizer``, ``scheduler``) on their devices;
-    returns ``extra``. ``strict`` is passed to :meth:`Module.load_state_dict`."""
+    returns ``extra``. ``strict`` is passed to :meth:`Module.load_state_dict`.
+    ``restore_threads``: use the saved thread counts (see the module docstring)."""
     content = read(path)
+    if restore_threads:
+        saved = content["threads"]
+        problems = (["it does not record them (an older checkpoint)"] if saved is None
+                    else backend.restore_thread_settings(saved))
+        for problem in problems:
+            warnings.warn(f"checkpoint {path}: the resumed run will not end exactly as an "
+                          f"uninterrupted one: {problem}", RuntimeWarning, stacklevel=2)
     for name, obj in (("optimizer", optimizer), ("scheduler", scheduler)):
         if obj is not None and content[name] is None:
             raise ValueError(f"checkpoint.load: {path} holds no {name} state")

@@ -11,7 +11,13 @@ import contextlib
 import json
 import os
 import secrets
+import socket
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: output folders are not locked
+    fcntl = None
 
 
 @contextlib.contextmanager
@@ -38,3 +44,54 @@ def write_json(path, obj):
     """Write ``obj`` as JSON to ``path`` atomically."""
     with atomic_open(path) as f:
         json.dump(obj, f, indent=1)
+
+
+def probe_writable(folder):
+    """Make ``folder`` (and its parents) and check that a file can be created in it, so that a
+    run fails at once, not after hours of work, when its output cannot be saved. Raises
+    :class:`PermissionError` (or another :class:`OSError`) naming the folder."""
+    folder = Path(folder).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_open(folder / ".tinydm-write-probe", "wb"):
+            pass
+        (folder / ".tinydm-write-probe").unlink()
+    except OSError as e:
+        raise type(e)(e.errno, f"cannot write into the folder {folder} ({e.strerror})") from None
+
+
+class FolderInUse(RuntimeError):
+    """Another live process holds the lock of an output folder (:func:`lock_folder`)."""
+
+
+LOCK_NAME = ".tinydm.lock"
+
+
+def lock_folder(folder):
+    """Take the lock of an output folder for as long as this process lives (or until the
+    returned file is closed): ``folder/.tinydm.lock``, locked with ``flock`` and holding the
+    holder's pid and host.
+
+    The kernel drops an ``flock`` when its process ends, however it ends, so a crash or a
+    ``kill -9`` leaves no stale lock: the file may stay, but nobody holds it. Forked children
+    share the lock (a run's worker processes). Raises :class:`FolderInUse` naming the live
+    holder. Where ``fcntl`` does not exist (Windows) the folder is not locked (returns None)."""
+    folder = Path(folder).expanduser()
+    probe_writable(folder)
+    if fcntl is None:  # pragma: no cover
+        return None
+    path = folder / LOCK_NAME
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise FolderInUse(f"{folder} is in use by another live process ({holder}); wait for it "
+                          f"to end or choose another output folder") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on host {socket.gethostname()}\n")
+    handle.flush()
+    return handle

@@ -17,6 +17,7 @@ import contextlib
 from . import backend
 
 _grad_enabled = True
+_detect_anomaly = False
 
 
 @contextlib.contextmanager
@@ -32,6 +33,40 @@ def no_grad():
 
 def is_grad_enabled():
     return _grad_enabled
+
+
+@contextlib.contextmanager
+def detect_anomaly():
+    """Inside this block every op checks its output (forward) and the gradients it returns
+    (backward) and raises FloatingPointError at the first one that is NaN or inf, naming the op
+    and its inputs' shapes: where a diverging run first went wrong. It reads every array back,
+    so it is for debugging, not for training runs::
+
+        with td.detect_anomaly():
+            loss = model(x).log().sum()     # FloatingPointError: Log produced a non-finite ...
+    """
+    global _detect_anomaly
+    previous, _detect_anomaly = _detect_anomaly, True
+    try:
+        yield
+    finally:
+        _detect_anomaly = previous
+
+
+def _finite(a):
+    return a.dtype.kind not in "fc" or bool(backend.get_array_module(a).isfinite(a).all())
+
+
+def _check_finite(fn, what, arrays, inputs, inputs_are="inputs"):
+    """detect_anomaly's check of one op: ``arrays`` (its output, or the gradients its backward
+    returned), with ``inputs`` (what it was given) described in the error."""
+    for k, a in enumerate(arrays):
+        if a is not None and not _finite(a):
+            where = what if len(arrays) == 1 else f"{what} {k}"
+            given = ", ".join(f"{tuple(x.shape)}{'' if _finite(x) else ' (non-finite)'}"
+                              for x in inputs)
+            raise FloatingPointError(f"detect_anomaly: {type(fn).__name__} {where} is non-finite "
+                                     f"(NaN or inf); its {inputs_are} had shapes {given}")
 
 
 class Tensor:
@@ -126,6 +161,9 @@ class Tensor:
             gxs = fn.backward(gy)
             if not isinstance(gxs, tuple):
                 gxs = (gxs,)
+            if _detect_anomaly:
+                _check_finite(fn, "backward: the gradient of input", gxs, (gy,),
+                              "upstream gradient")
             for parent, gx in zip(fn.parents, gxs):
                 if parent is None or gx is None:
                     continue
@@ -185,6 +223,8 @@ class Function:
         # backward may return None for the others and skip computing it (conv2d's gx of images).
         self.needs_input_grad = tuple(_grad_enabled and t.requires_grad for t in tensors)
         out = Tensor(self.forward(*[t.data for t in tensors]))
+        if _detect_anomaly:
+            _check_finite(self, "forward: the output", (out.data,), [t.data for t in tensors])
         if any(self.needs_input_grad):
             self.parents = tuple(
                 (t.creator or t) if t.requires_grad else None for t in tensors)

@@ -16,11 +16,12 @@ from .devices import (DEVICES, as_strided, check_device, default_rng, device, de
                       scatter_add, set_device, to_device, to_numpy)
 from .malloc import malloc_tuned, tune_malloc
 from .parallel import (get_num_threads, map_batch_chunks, map_batch_parts, parallel_map,
-                       set_num_threads)
+                       restore_thread_settings, set_num_threads, thread_settings)
 from .standin import StandInArray, StandInError, standin_xp
 
 __all__ = ["DEVICES", "as_strided", "check_device", "default_rng", "device", "device_of",
            "get_array_module", "get_device", "is_array", "manual_seed", "module_for", "rng",
            "scatter_add", "set_device", "to_device", "to_numpy", "malloc_tuned", "tune_malloc",
            "get_num_threads", "map_batch_chunks", "map_batch_parts", "parallel_map",
-           "set_num_threads", "StandInArray", "StandInError", "standin_xp"]
+           "restore_thread_settings", "set_num_threads", "thread_settings", "StandInArray",
+           "StandInError", "standin_xp"]

@@ -52,6 +52,40 @@ def set_num_threads(n):
     _num_threads = n
 
 
+def thread_settings():
+    """What fixes the order of the CPU's floating-point sums, hence a run's exact result:
+    ``{"threads": get_num_threads(), "blas": [{"internal_api", "version", "architecture"
+    (the kernel), "num_threads"}, ...]}`` (each BLAS library loaded, via threadpoolctl)."""
+    blas = []
+    if _ThreadpoolController is not None:
+        for lib in _ThreadpoolController().info():
+            if lib.get("user_api") == "blas":
+                blas.append({k: lib.get(k) for k in ("internal_api", "version", "architecture",
+                                                     "num_threads")})
+    return {"threads": _num_threads, "blas": blas}
+
+
+def restore_thread_settings(saved):
+    """Use the thread counts of ``saved`` (a :func:`thread_settings`): tinydm's threads and
+    each BLAS library's. Returns what cannot be restored (another BLAS library, version or
+    kernel, or no threadpoolctl), as sentences; empty when the arithmetic is the same."""
+    set_num_threads(saved["threads"])
+    now = thread_settings()["blas"]
+    problems = []
+    for lib in saved["blas"]:
+        same = [b for b in now if all(b[k] == lib[k] for k in ("internal_api", "version",
+                                                               "architecture"))]
+        if not same:
+            found = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']})"
+                              for b in now) or "none found"
+            problems.append(f"it used {lib['internal_api']} {lib['version']} with the "
+                            f"{lib['architecture']} kernel; this process has {found}")
+        elif same[0]["num_threads"] != lib["num_threads"]:
+            _ThreadpoolController().select(internal_api=lib["internal_api"]).limit(
+                limits=lib["num_threads"])
+    return problems
+
+
 def parallel_map(fn, items):
     """``[fn(item) for item in items]``, the items run side by side on up to
     :func:`get_num_threads` threads, with BLAS kept to one thread meanwhile (see above).

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..files import atomic_open
+from ..files import atomic_open, probe_writable
 from . import download as dl
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -77,8 +77,12 @@ def _read_folder(folder: Path) -> list[str]:
     reviews.sort()
     texts = []
     for _, name in reviews:
-        with open(folder / name, encoding="utf-8") as f:
-            texts.append(f.read())
+        try:
+            with open(folder / name, encoding="utf-8") as f:
+                texts.append(f.read())
+        except UnicodeDecodeError as e:
+            raise dl.DataError(f"{folder / name} is not UTF-8 text (byte {e.start}: {e.reason}); "
+                               f"the IMDB reviews are UTF-8: extract the archive again") from None
     return texts
 
 
@@ -271,6 +275,7 @@ def pv_dbow_features(corpus: ImdbCorpus, cache_dir: str | os.PathLike | None = N
     if not compute:
         raise dl.DataError(f"no cached PV-DBOW features for these settings in {path.parent} "
                            f"(expected {path.name}); run with compute=True to train them once")
+    probe_writable(path.parent)  # before the training, not after it
     vectors = _train_pv_dbow(documents, settings, workers, progress)
     train, test = vectors[:sizes[0]], vectors[sizes[0]:sizes[0] + sizes[1]]
     _save_cache(path, key, settings, train, test)

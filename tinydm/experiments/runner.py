@@ -1,5 +1,7 @@
 """What every experiment shares: settings that validate themselves, seed streams, a model built on
-the host, one record format, one atomic writer, the machine's description.
+the host, one record format, one atomic writer, the machine's description, and the safety of a
+run's output folder and process (:func:`claim_output`, :func:`stop_on_signals`,
+:func:`die_with_parent`, command-line number types; docs/reliability.md).
 
 An experiment (:mod:`tinydm.experiments.imdb`, :mod:`tinydm.experiments.cifar`) is a package
 with
@@ -12,7 +14,8 @@ with
 
 The record of a run (:func:`make_record`), one JSON file per run::
 
-    {"format": "tinydm-run-1", "experiment": "imdb" | "cifar", "status": "running" | "done",
+    {"format": "tinydm-run-1", "experiment": "imdb" | "cifar",
+     "status": "running" | "done" | "diverged" (non-finite loss or weights: summary.diverged_by),
      "config":  the settings (Settings.as_dict()),
      "data":    what the run trained and was evaluated on (sizes, realised noise, ...),
      "summary": test_accuracy_best, test_accuracy_best_iteration, test_accuracy_final, ...,
@@ -23,21 +26,28 @@ The record of a run (:func:`make_record`), one JSON file per run::
 
 from __future__ import annotations
 
+import argparse
+import ctypes
 import dataclasses
 import json
 import math
 import os
 import platform
+import signal
+import sys
+import threading
+import time
 
 import numpy as np
 
 import tinydm
 from .. import backend, nn
-from ..files import write_json
+from ..files import FolderInUse, lock_folder, probe_writable, write_json
 from ..train import loss_schedule
 
 RECORD_FORMAT = "tinydm-run-1"
-STATUSES = ("running", "done")
+STATUSES = ("running", "done", "diverged")
+SETTINGS_FILE = ".tinydm.settings"  # an output folder's settings, JSON (claim_output)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -234,3 +244,133 @@ def outcome(record):
             "steps": steps_of(record),
             "evals": [{k: v for k, v in e.items() if k != "eval_seconds"}
                       for e in evals_of(record)]}
+
+
+# ----------------------------------------------------------------------------------------------
+# The output folder and the process of a run (docs/reliability.md)
+# ----------------------------------------------------------------------------------------------
+_CLAIMED = {}  # folder -> the open, locked lock file: held until the process ends
+
+
+def claim_output(folder, settings, overwrite=False, what="run"):
+    """Make ``folder`` this process's output folder, before any expensive work:
+
+    * check that it can be written (:func:`tinydm.files.probe_writable`);
+    * lock it for as long as this process lives (:func:`tinydm.files.lock_folder`; the kernel
+      drops the lock when the process dies, so a crash leaves nothing stale):
+      :class:`tinydm.files.FolderInUse` if another live process holds it;
+    * compare ``settings`` (a JSON-able dict: the settings every result in the folder shares)
+      with those of ``folder/.tinydm.settings`` (JSON): a ValueError naming the differences if they
+      differ, unless ``overwrite``; then write them.
+
+    Calling it again for a folder this process holds adds or checks more settings (e.g. a
+    fingerprint known only after the data are loaded)."""
+    key = os.path.realpath(os.path.expanduser(str(folder)))
+    if key not in _CLAIMED:
+        _CLAIMED[key] = lock_folder(key)
+    else:
+        probe_writable(key)
+    path = os.path.join(key, SETTINGS_FILE)
+    saved = {}
+    if os.path.exists(path):
+        try:
+            with open(path) as f:
+                saved = json.load(f)
+        except ValueError as e:
+            raise ValueError(f"{path}: unreadable settings file ({e}); remove it or pass "
+                             f"--overwrite") from None
+    settings = json.loads(json.dumps(settings))  # as JSON will give them back (tuples: lists)
+    differ = sorted(k for k in settings if k in saved and saved[k] != settings[k])
+    if differ and not overwrite:
+        raise ValueError(f"{folder} holds the results of a {what} with other settings ("
+                         + "; ".join(f"{k}: {saved[k]!r} there, {settings[k]!r} now"
+                                     for k in differ)
+                         + "); choose another output folder, or overwrite them (--overwrite)")
+    write_json(path, {**saved, **settings})
+
+
+def release_output(folder):
+    """Unlock a folder of :func:`claim_output` before the process ends (tests, notebooks)."""
+    handle = _CLAIMED.pop(os.path.realpath(os.path.expanduser(str(folder))), None)
+    if handle is not None:
+        handle.close()
+
+
+def run_command(work, interrupted, errors=()):
+    """A command line's ``work()``, with SIGTERM taken as Ctrl-C (:func:`stop_on_signals`), the
+    errors of bad input, folders or data (ValueError, OSError, FolderInUse and ``errors``)
+    shown as one line, ``error: ...`` (exit status 1), instead of a traceback, and an
+    interruption as the line ``interrupted`` (status 130). Returns what ``work`` returns."""
+    stop_on_signals()
+    try:
+        return work()
+    except KeyboardInterrupt:
+        print(f"interrupted: {interrupted}", file=sys.stderr)
+        raise SystemExit(130) from None
+    except (ValueError, OSError, FolderInUse, *errors) as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def stop_on_signals():
+    """Make SIGTERM (``kill``, a batch system's stop) end the program as Ctrl-C does, by a
+    KeyboardInterrupt in the main thread: the command lines catch it, keep what is saved
+    (every file is written atomically) and exit with a one-line message and status 130."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent_pid, poll_seconds=1.0):
+    """Called first in a worker process: end it when ``parent_pid`` ends, however it ends
+    (even ``kill -9``), so no worker goes on training, or waits for work, as an orphan.
+
+    On Linux the kernel sends SIGKILL when the parent dies (``prctl(PR_SET_PDEATHSIG)``);
+    everywhere a daemon thread also checks every ``poll_seconds`` that the parent is still the
+    same process and exits otherwise. The worker ignores Ctrl-C: the terminal sends it to the
+    whole process group, and the parent stops the workers itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):  # pragma: no cover - no prctl in this libc
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl: nobody would send it
+        os._exit(1)
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(poll_seconds)
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True, name="tinydm-parent-watch").start()
+
+
+def finite_float(text):
+    """argparse type: a finite number (``nan`` and ``inf`` are refused with a clear message)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def join_negative_numbers(argv):
+    """argparse takes ``-1e4`` after an option for another option (it knows only ``-1`` and
+    ``-0.5`` as numbers), so ``--beta -1e4`` fails; joined as ``--beta=-1e4`` it parses. Apply
+    to ``sys.argv[1:]`` before ``parse_args``."""
+    out = []
+    for arg in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and arg.startswith("-"):
+            try:
+                float(arg)
+            except ValueError:
+                pass
+            else:
+                out[-1] = f"{out[-1]}={arg}"
+                continue
+        out.append(arg)
+    return out

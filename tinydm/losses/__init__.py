@@ -54,7 +54,7 @@ from ..edf import GCE_Q
 from .dm import DM, DM_EPS, Manipulate
 from .eq6 import CCE, GCE, MAE, MSE
 from .node import SoftmaxLoss, SoftmaxStats, check_label_range
-from .registry import NAMES, LossFunction, get, parameters
+from .registry import NAMES, LossFunction, get, parameters, renormalises
 
 
 def cce(logits, labels):

@@ -42,6 +42,14 @@ def signature(name):
         k if v is REQUIRED else f"{k}={v}" for k, v in params.items()) + ")"
 
 
+def renormalises(name):
+    """Whether loss ``name`` renormalises its weights within each batch (DM, Eq. 7, and the
+    derivative-normalised variants): the losses whose emphasis can collapse onto the class the
+    network favours (docs/emphasis-collapse.md). Unknown names give False."""
+    key = name.replace("_", "-").lower()
+    return key in REGISTRY and (key == "dm" or key.endswith("-dn"))
+
+
 class LossFunction:
     """A loss chosen by name with its parameters bound: ``f(logits, labels) -> Tensor``."""
 

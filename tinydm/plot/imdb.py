@@ -6,50 +6,52 @@ import numpy as np
 from ..experiments.runner import evals_of
 from .style import COLOURS, figure, styled
 
-def method_style(method):
-    """Colour, line style and width of a Table 5 method: one colour per loss family, dashed
-    for its derivative-normalised (-DN) version, DM thicker."""
+def method_style(column):
+    """Colour, line style and width of a column of Table 5 (a method, with its remedies after a
+    ``+``): one colour per loss family, dashed for its derivative-normalised (-DN) version,
+    dotted with remedies, DM thicker."""
+    method, remedies = column.split("+", 1)[0], "+" in column
     family = method.removesuffix("-dn")
-    return {"color": COLOURS.get(family, "#000000"), "ls": "--" if method.endswith("-dn") else "-",
+    return {"color": COLOURS.get(family, "#000000"),
+            "ls": ":" if remedies else "--" if method.endswith("-dn") else "-",
             "lw": 2.8 if method == "dm" else 1.8}
 
 
-def _run_curves(records, row_key, method):
-    """Per seed: (iterations, test accuracy %, % of test reviews predicted positive)."""
+def _run_curves(records):
+    """Per run: (iterations, test accuracy %, % of test reviews predicted positive)."""
     curves = []
     for r in records:
-        s = r["config"]
-        if s["row"] == row_key and s["loss"] == method:
-            it = np.array([e["iteration"] for e in evals_of(r)])
-            acc = 100 * np.array([e["test_accuracy"] for e in evals_of(r)])
-            predicted = np.array([e["test_class_histogram"] for e in evals_of(r)], dtype=float)
-            curves.append((it, acc, 100 * predicted[:, 1] / predicted.sum(axis=1)))
+        it = np.array([e["iteration"] for e in evals_of(r)])
+        acc = 100 * np.array([e["test_accuracy"] for e in evals_of(r)])
+        predicted = np.array([e["test_class_histogram"] for e in evals_of(r)], dtype=float)
+        curves.append((it, acc, 100 * predicted[:, 1] / predicted.sum(axis=1)))
     return curves
 
 
 @styled
-def imdb_curves(records, rows, methods, style="paper"):
+def imdb_curves(runs, rows, columns, style="paper"):
     """Test accuracy (top) and the share of test reviews predicted positive (bottom) during
     training, one column per row of Table 5 (``rows``: ``[(key, title), ...]``), one colour per
-    method: the mean over seeds (thick) and each seed (thin). A run at 50% accuracy predicting
-    100% (or 0%) positive has collapsed onto one class."""
+    column of the table (``runs``: ``{(row, column): [record, ...]}``): the mean over seeds
+    (thick) and each seed (thin). A run at 50% accuracy predicting 100% (or 0%) positive has
+    collapsed onto one class."""
     fig = figure(4.2 * len(rows), 8.0, style=style)
     axes = [[fig.add_subplot(2, len(rows), k + 1 + i * len(rows)) for k in range(len(rows))]
             for i in range(2)]
     for k, (row_key, title) in enumerate(rows):
         top, bottom = axes[0][k], axes[1][k]
-        for method in methods:
-            curves = _run_curves(records, row_key, method)
+        for column in columns:
+            curves = _run_curves(runs.get((row_key, column), []))
             if not curves:
                 continue
-            style = method_style(method)
+            style = method_style(column)
             for it, acc, pos in curves:
                 top.plot(it, acc, color=style["color"], ls=style["ls"], lw=0.7, alpha=0.45)
                 bottom.plot(it, pos, color=style["color"], ls=style["ls"], lw=0.7, alpha=0.45)
             length = min(len(c[0]) for c in curves)
             it = curves[0][0][:length]
             top.plot(it, np.mean([c[1][:length] for c in curves], axis=0), **style,
-                     label=method.upper())
+                     label=column.upper())
             bottom.plot(it, np.mean([c[2][:length] for c in curves], axis=0), **style)
         top.axhline(50, color="k", lw=0.8, ls=":")
         bottom.axhline(50, color="k", lw=0.8, ls=":")
@@ -66,28 +68,30 @@ def imdb_curves(records, rows, methods, style="paper"):
 
 
 @styled
-def imdb_vs_paper(summary, rows, methods, style="paper"):
+def imdb_vs_paper(summary, rows, columns, style="paper"):
     """Final test accuracy per method, one panel per row of Table 5: our mean and standard
     deviation over seeds (dot and bar; small dots: each seed) beside the paper's number
-    (black cross). ``summary``: the cells of :func:`tinydm.experiments.imdb.summarise`."""
+    (black cross; none for a column beyond the paper). ``summary``: the cells of
+    :func:`tinydm.experiments.imdb.summarise`."""
     fig = figure(4.2 * len(rows), 4.6, style=style)
-    by_cell = {(c["row"], c["method"]): c for c in summary}
+    by_cell = {(c["row"], c["column"]): c for c in summary}
     for k, (row_key, title) in enumerate(rows):
         ax = fig.add_subplot(1, len(rows), k + 1)
-        for x, method in enumerate(methods):
-            cell = by_cell.get((row_key, method))
+        for x, column in enumerate(columns):
+            cell = by_cell.get((row_key, column))
             if cell is None:
                 continue
-            colour = method_style(method)["color"]
+            colour = method_style(column)["color"]
             ax.errorbar([x], [cell["final_mean"]], yerr=[cell["final_std"]], fmt="o",
                         color=colour, ms=7, capsize=3,
-                        mfc="white" if method.endswith("-dn") else colour)
+                        mfc="white" if method_style(column)["ls"] != "-" else colour)
             ax.plot([x] * len(cell["final"]), cell["final"], ".", color=colour, ms=4,
                     alpha=0.6)
-            ax.plot([x], [cell["paper"]], "x", color="k", ms=8, mew=2,
-                    label="paper" if x == 0 else None)
+            if cell["paper"] is not None:
+                ax.plot([x], [cell["paper"]], "x", color="k", ms=8, mew=2,
+                        label="paper" if x == 0 else None)
         ax.axhline(50, color="k", lw=0.8, ls=":")
-        ax.set_xticks(range(len(methods)), [m.upper() for m in methods], rotation=60,
+        ax.set_xticks(range(len(columns)), [m.upper() for m in columns], rotation=60,
                       ha="right", fontsize="small")
         ax.set_ylim(45, 92)
         ax.set_title(title)

@@ -2,10 +2,12 @@
 (:mod:`~tinydm.train.schedules`: the beta warm-up) and the diagnostics of example weighting
 (:mod:`~tinydm.train.diagnostics`: ESS, class shares, the emphasis-collapse watch)."""
 
-from .diagnostics import ONE_CLASS, CollapseWatch, emphasis_stats, one_class, predicted_classes
-from .loop import History, accuracy, class_histogram, fit, predict
+from .diagnostics import (ONE_CLASS, CollapseWatch, EmphasisCollapseWarning, emphasis_stats,
+                          one_class, predicted_classes)
+from .loop import Diverged, History, accuracy, class_histogram, fit, predict
 from .schedules import BetaWarmup, Constant, LossSchedule, loss_schedule
 
-__all__ = ["fit", "History", "predict", "accuracy", "class_histogram", "emphasis_stats",
-           "CollapseWatch", "one_class", "predicted_classes", "ONE_CLASS", "LossSchedule",
-           "Constant", "BetaWarmup", "loss_schedule"]
+__all__ = ["fit", "Diverged", "History", "predict", "accuracy", "class_histogram",
+           "emphasis_stats", "CollapseWatch", "EmphasisCollapseWarning", "one_class",
+           "predicted_classes", "ONE_CLASS", "LossSchedule", "Constant", "BetaWarmup",
+           "loss_schedule"]

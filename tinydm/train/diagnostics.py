@@ -44,6 +44,12 @@ def one_class(histogram):
     return bool(total) and max(histogram) >= ONE_CLASS * total
 
 
+class EmphasisCollapseWarning(RuntimeWarning):
+    """The warning of :class:`CollapseWatch` (its own category, so a caller that reports the
+    watch elsewhere can silence it: ``warnings.simplefilter("ignore",
+    EmphasisCollapseWarning)``)."""
+
+
 class CollapseWatch:
     """Warns (once per kind) when a run shows the signs of emphasis collapse:
 
@@ -58,7 +64,10 @@ class CollapseWatch:
       phase, often predicts one class; that is not collapse, hence ``after`` and the streak.)
 
     Each warning names the likely cause (DM's batch renormalisation feeding back on the class
-    the network favours) and the remedies; it is also kept in ``history.warnings``.
+    the network favours) and the remedies; it is also kept in ``history.warnings``. It means
+    something only for losses that renormalise the batch (``losses.renormalises``: DM and the
+    DN variants), which is where :func:`tinydm.train.fit` uses it by default: under CCE a low
+    ESS is the network fitting the clean examples.
     """
 
     CAUSE = ("likely emphasis collapse: the weights are renormalised within each batch, so the "
@@ -78,7 +87,7 @@ class CollapseWatch:
         self.warned.add(kind)
         text = f"{message}; {self.CAUSE}"
         history.warnings.append(text)
-        warnings.warn(text, RuntimeWarning, stacklevel=3)
+        warnings.warn(text, EmphasisCollapseWarning, stacklevel=3)
 
     def step(self, record, history):
         low = record["ess_fraction"] < self.ess and record["batch_accuracy"] < self.fitted

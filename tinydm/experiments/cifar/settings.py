@@ -99,9 +99,9 @@ class Config(Settings):
                                                or self.val_fraction > 0):
             raise ValueError("cifar.Config: val_per_class holds out images beside a "
                              "subset_per_class subset, and excludes val_fraction")
-        if self.lr < 0 or self.momentum < 0 or self.weight_decay < 0 or self.lr_gamma <= 0:
-            raise ValueError("cifar.Config: lr, momentum and weight_decay must be >= 0 and "
-                             "lr_gamma > 0")
+        for name in ("lr", "momentum", "weight_decay"):
+            self.check_number(name, 0.0)
+        self.check_number("lr_gamma", 0.0, low_open=True)
         if self.milestones is not None and any(m < 0 for m in self.milestones):
             raise ValueError(f"cifar.Config: milestones must be iterations >= 0, got "
                              f"{self.milestones}")

@@ -12,8 +12,8 @@ import numpy as np
 from ... import backend, checkpoint, losses, nn, optim
 from ...data import sampling, transforms
 from ...tensor import Tensor, no_grad
-from ...train import History, accuracy, class_histogram, fit, loss_schedule, predict
-from ..runner import accuracy_summary, build_on_host, make_record, write_record
+from ...train import Diverged, History, accuracy, class_histogram, fit, loss_schedule, predict
+from ..runner import accuracy_summary, build_on_host, claim_output, make_record, write_record
 from .data import prepare_data
 from .settings import RESUMABLE, Config
 
@@ -111,9 +111,14 @@ def run(config, resume=False, overwrite=False, progress=True, figures=True, data
         log=print):
     """Train one run of ``config`` and return its results (also written to ``out_dir``).
 
-    ``resume``: continue from ``out_dir/checkpoint.npz`` if it exists (else start afresh);
-    without it, an existing checkpoint is an error unless ``overwrite``. ``dataset``: a
-    :class:`tinydm.data.cifar.CifarData` to use instead of loading ``config.dataset``.
+    ``resume``: continue from ``out_dir/checkpoint.npz`` if it exists (else start afresh),
+    with the checkpoint's thread counts; without it, an existing checkpoint is an error unless
+    ``overwrite``. ``out_dir`` is claimed before the data load (runner.claim_output: writable,
+    locked while this process lives, and holding no run of other settings unless
+    ``overwrite``). ``dataset``: a :class:`tinydm.data.cifar.CifarData` to use instead of
+    loading ``config.dataset``. A run whose loss or weights become non-finite stops there: its
+    record gets ``"status": "diverged"`` and ``summary["diverged_by"]`` (the iteration), the
+    last checkpoint (before it) is kept.
     """
     if isinstance(config, dict):
         config = Config.from_dict(config)
@@ -123,7 +128,9 @@ def run(config, resume=False, overwrite=False, progress=True, figures=True, data
     if ckpt_path.exists() and not (resume or overwrite):
         raise FileExistsError(f"cifar: {ckpt_path} exists; pass resume=True (--resume) to continue "
                               f"that run or overwrite=True (--overwrite) to start again")
-    out.mkdir(parents=True, exist_ok=True)
+    claim_output(out, {"experiment": EXPERIMENT, **{k: v for k, v in config.as_dict().items()
+                                                     if k not in RESUMABLE}},
+                 overwrite, what="run")
     log = log or (lambda *_: None)
 
     with backend.device(config.device):
@@ -146,7 +153,7 @@ def run(config, resume=False, overwrite=False, progress=True, figures=True, data
 
         history, start = History(), 0
         if resume and ckpt_path.exists():
-            extra = checkpoint.load(str(ckpt_path), model, opt, schedule)
+            extra = checkpoint.load(str(ckpt_path), model, opt, schedule, restore_threads=True)
             _check_resumable(extra["config"], config.as_dict())
             history, start = History.from_dict(extra["history"]), extra["iteration"]
             if start > config.iterations:
@@ -171,10 +178,17 @@ def run(config, resume=False, overwrite=False, progress=True, figures=True, data
                                    "config": config.as_dict()})
             write_record(out / RESULTS, results_dict(config, info, hist, "running"))
 
-        history = fit(model, loss_fn, opt, batches, config.iterations, data.num_classes,
-                      scheduler=schedule, evaluate=evaluator, eval_every=config.eval_every,
-                      log_every=config.log_every, start_iteration=start, history=history,
-                      on_eval=on_eval, progress=progress, desc=config.name)
+        try:
+            history = fit(model, loss_fn, opt, batches, config.iterations, data.num_classes,
+                          scheduler=schedule, evaluate=evaluator, eval_every=config.eval_every,
+                          log_every=config.log_every, start_iteration=start, history=history,
+                          on_eval=on_eval, progress=progress, desc=config.name)
+        except Diverged as e:
+            results = results_dict(config, info, e.history, "diverged")
+            results["summary"]["diverged_by"] = e.iteration
+            write_record(out / RESULTS, results)
+            log(f"diverged: {e}; the record says so, the last checkpoint is from before")
+            return results
 
     results = results_dict(config, info, history, "done")
     if figures:

@@ -21,6 +21,9 @@ DM, with the paper's DM parameters per row (Section 4.4): lam 0 and beta 0.9 / -
 r = 0 / 0.2 / 0.4, lam 0.3 and beta 6.5 for both imbalanced rows. The test set is always the
 25,000 test reviews (balanced), so a network that predicts one class for every review scores
 exactly 50% (the paper's "0.5" cells, :data:`PAPER`).
+The main job's table (:func:`run_table`'s default, :data:`COLUMNS`) has one column beyond the
+paper: DM with per-class renormalisation (``dm+perclass``, docs/emphasis-collapse.md), with no
+paper number beside it.
 
 Protocol (docs/released-code.md, and the paper's Appendix D, whose solver agrees with it)
 --------------------------------------------------------------------------------------
@@ -79,19 +82,23 @@ accuracy, the evaluation curve, the logged training steps of :func:`tinydm.train
 fraction, class shares of the emphasis), the collapse watch's warnings, the size and realised
 noise of the training set, and the timing. A run whose file exists with the same settings is not
 trained again, so an interrupted table resumes where it stopped (a run cut short is simply run
-again: it takes seconds). :func:`write_report` writes the table (``table.csv``, ``table.md``),
+again: it takes seconds). The folder is claimed first (runner.claim_output, docs/reliability.md):
+a second live process on it is refused, and so is a table of other shared settings
+(:func:`folder_settings`: the iterations, batch size, ...), unless ``overwrite``.
+:func:`write_report` writes the table (``table.csv``, ``table.md``),
 the curves of every run (``curves.csv``) and the figures; :func:`write_rescue_report` the rescue
 table of the remedies and the figures of docs/emphasis-collapse.md.
 """
 
 from .collapse import collapse_course, load_records, markdown_rescue_table, rescue_table
 from .features import NOISE_STREAM, Features, load_features, training_set
-from .protocol import (FEATURE_DIM, FLAG_POINTS, METHODS, NUM_CLASSES, PAPER, ROW_KEYS, ROWS,
-                       SEEDS, Row, paper_value, row)
+from .protocol import (COLUMNS, EXTRA_COLUMNS, FEATURE_DIM, FLAG_POINTS, METHODS, NUM_CLASSES,
+                       PAPER, ROW_KEYS, ROWS, SEEDS, Row, column, paper_value, row)
 from .report import (CURVE_COLUMNS, RESCUE_COLUMNS, TABLE_COLUMNS, per_step_ms, write_curves_csv,
                      write_report, write_rescue_report, write_table_csv)
-from .settings import REMEDIES, SAMPLERS, RunSettings, make_settings, table_settings
-from .table import (METHOD_TITLES, Table, format_table, markdown_table, mean_std, run_table,
-                    settings_of, summarise)
+from .settings import (NAMED_IN_PATH, REMEDIES, SAMPLERS, RunSettings, folder_settings,
+                       make_settings, table_settings)
+from .table import (METHOD_TITLES, Table, collapse_notes, format_table, layout, markdown_table,
+                    mean_std, run_table, settings_of, summarise)
 from .training import (BATCH_STREAM, EXPERIMENT, Evaluator, batch_indices, build_model,
                        load_record, run_one, run_path, train_run)

@@ -39,6 +39,12 @@ _ROW_BY_KEY = {r.key: r for r in ROWS}
 
 METHODS = ("cce", "gce", "mae", "mse", "cce-dn", "gce-dn", "mae-dn", "mse-dn", "dm")
 METHOD_TITLES = {m: m.upper() for m in METHODS}
+#: Columns of the main job's table beyond the paper's: a method with remedies for emphasis
+#: collapse (docs/emphasis-collapse.md recommends DM with per-class renormalisation).
+EXTRA_COLUMNS = {"dm+perclass": ("dm", {"per_class": True})}
+#: Every column of the main job's table: the paper's methods, then :data:`EXTRA_COLUMNS`. A
+#: column's key is the method and the tag of its remedies (RunSettings.variant).
+COLUMNS = METHODS + tuple(EXTRA_COLUMNS)
 
 # Table 5 as printed, in %, columns in the order of METHODS. The paper writes "0.5" for the
 # networks that predict one class for every test review, i.e. 50%.
@@ -61,3 +67,13 @@ def row(key):
 def paper_value(row_key, method):
     """Table 5's number for a cell, in %."""
     return PAPER[row_key][METHODS.index(method)]
+
+
+def column(key):
+    """``(method, remedies)`` of a column of :data:`COLUMNS` (``"dm+perclass"`` ->
+    ``("dm", {"per_class": True})``; a method is its own column, without remedies)."""
+    if key in EXTRA_COLUMNS:
+        return EXTRA_COLUMNS[key]
+    if key not in METHODS:
+        raise ValueError(f"imdb: unknown column {key!r}; choose from {', '.join(COLUMNS)}")
+    return key, {}

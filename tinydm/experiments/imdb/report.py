@@ -11,8 +11,8 @@ import numpy as np
 from ...train import ONE_CLASS
 from ..runner import evals_of
 from .collapse import markdown_rescue_table, rescue_table
-from .protocol import FLAG_POINTS, METHODS, ROW_KEYS, row
-from .table import markdown_table, settings_of
+from .protocol import FLAG_POINTS, row
+from .table import layout, collapse_notes, markdown_table, settings_of
 
 
 RESCUE_COLUMNS = ("row", "method", "variant", "loss_params", "sampler", "n", "seeds", "final",
@@ -146,14 +146,24 @@ def write_report(table, report_dir, figure_dir=None, command=None, notes=None):
         f.write(markdown_table(table.summary, "final") + "\n\n")
         f.write(f"Bold: more than {FLAG_POINTS:g} points from the paper. [k/n one-class]: k of "
                 f"the n runs end predicting one class for at least {ONE_CLASS:.0%} of the test "
-                f"reviews (50% accuracy on the balanced test set).\n\n")
+                f"reviews (50% accuracy on the balanced test set). (-): a column beyond the "
+                f"paper.\n\n")
+        notes = collapse_notes(table.summary)
+        if notes:
+            f.write("Emphasis-collapse watch, for the losses that renormalise the batch (DM, "
+                    "DN), one line per run (the run's record keeps the full warnings):\n\n")
+            f.write("".join(f"* {n}\n" for n in notes) + "\n")
         f.write("## Best test accuracy (%) over the evaluations\n\n")
         f.write(markdown_table(table.summary, "best") + "\n")
-    rows = [(r, row(r).title) for r in ROW_KEYS if any(c["row"] == r for c in table.summary)]
-    methods = [m for m in METHODS if any(c["method"] == m for c in table.summary)]
-    plot.save(plot.imdb_curves(table.records, rows, methods), figure_dir, "imdb_curves",
+    row_keys, columns, _ = layout(table.summary)
+    rows = [(r, row(r).title) for r in row_keys]
+    runs = {}
+    for record in table.records:
+        s = settings_of(record)
+        runs.setdefault((s.row, s.loss + s.variant), []).append(record)
+    plot.save(plot.imdb_curves(runs, rows, columns), figure_dir, "imdb_curves",
               formats=("png",), dpi=100)
-    plot.save(plot.imdb_vs_paper(table.summary, rows, methods), figure_dir, "imdb_vs_paper",
+    plot.save(plot.imdb_vs_paper(table.summary, rows, columns), figure_dir, "imdb_vs_paper",
               formats=("png",), dpi=100)
     return paths
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ... import losses
 from ...train import schedules
 from ..runner import Settings
-from .protocol import METHODS, ROW_KEYS, SEEDS, row
+from .protocol import COLUMNS, METHODS, ROW_KEYS, SEEDS, column, row
 
 SAMPLERS = ("shuffle", "balanced")
 #: DM's remedies for emphasis collapse and their "off" values: the loss's own (tinydm.losses.DM)
@@ -56,6 +56,8 @@ class RunSettings(Settings):
         for name in ("iterations", "batch_size", "eval_every", "log_every", "hidden"):
             self.check_int(name)
         self.check_choice("sampler", SAMPLERS)
+        for name in ("base_lr", "momentum", "weight_decay", "lr_gamma", "lr_power"):
+            self.check_number(name, 0.0)
         warmup = self.loss_params.get("warmup", 0)
         if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
             raise ValueError(f"imdb: warmup must be a number of iterations >= 0, got {warmup!r}")
@@ -98,7 +100,33 @@ def make_settings(row_key, method, seed, lam=None, beta=None, warmup=0, ess_floo
     return RunSettings(row_key, method, int(seed), params, **protocol)
 
 
-def table_settings(rows=ROW_KEYS, methods=METHODS, seeds=SEEDS, lam=None, beta=None, **protocol):
-    """The settings of every run of a table, row by row, then seed, then method."""
-    return [make_settings(r, m, s, lam=lam, beta=beta, **protocol)
-            for r in rows for s in seeds for m in methods]
+def table_settings(rows=ROW_KEYS, methods=COLUMNS, seeds=SEEDS, lam=None, beta=None, **protocol):
+    """The settings of every run of a table, row by row, then seed, then column: ``methods``
+    are columns of :data:`~.protocol.COLUMNS` (a method, or ``"dm+perclass"``: a method with
+    its remedies on top of those of ``protocol``). Runs that two columns share are listed
+    once."""
+    found = {}
+    for r in rows:
+        for s in seeds:
+            for key in methods:
+                method, remedies = column(key)
+                settings = make_settings(r, method, s, lam=lam, beta=beta,
+                                         **{**protocol, **remedies})
+                found.setdefault(settings.name, settings)
+    return list(found.values())
+
+
+#: The fields a record's path names (``<row>/<loss><variant>_seed<seed>.json``; the variant
+#: names the remedies and the sampler): the runs of one output folder may differ in these only.
+NAMED_IN_PATH = ("row", "loss", "seed", "loss_params", "sampler")
+
+
+def folder_settings(settings, lam=None, beta=None):
+    """What every run in one output folder shares (runner.claim_output): the fields of
+    ``settings`` (a RunSettings of the folder) that its path does not name, and DM's ``lam``
+    and ``beta`` as given to the table (None: the paper's, per row). The features' fingerprint
+    is left out while it is not known yet (empty)."""
+    shared = {k: v for k, v in settings.as_dict().items() if k not in NAMED_IN_PATH}
+    if not shared["features"]:
+        del shared["features"]
+    return {"experiment": "imdb", **shared, "dm_lam": lam, "dm_beta": beta}

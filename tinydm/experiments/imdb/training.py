@@ -4,12 +4,14 @@ point that skips a run already saved with the same settings."""
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 from ... import backend, nn, optim
 from ...data import sampling
 from ...tensor import Tensor
-from ...train import History, accuracy, class_histogram, fit, loss_schedule, one_class, predict
+from ...train import (Diverged, EmphasisCollapseWarning, History, accuracy, class_histogram, fit,
+                      loss_schedule, one_class, predict)
 from ..runner import (accuracy_summary, build_on_host, make_record, read_record, seed_stream,
                       write_record)
 from .features import Features, training_set
@@ -113,15 +115,19 @@ def train_run(settings, features, progress=False):
 
     history, diverged_by = History(), None
     try:
-        fit(model, loss, opt, batches, settings.iterations, NUM_CLASSES, scheduler=schedule,
-            evaluate=evaluate, eval_every=settings.eval_every, log_every=settings.log_every,
-            history=history, progress=progress, desc=settings.name)
-    except FloatingPointError:
-        # fit checks the loss at its log steps (iteration 1, then every log_every): it became
-        # non-finite after the last step it logged. The weights are NaN or inf from then on;
-        # the network is evaluated as it is (NaN logits: argmax picks class 0 for every review).
-        last = history.steps[-1]["iteration"] if history.steps else 0
-        diverged_by = (last // settings.log_every + 1) * settings.log_every if last else 1
+        with warnings.catch_warnings():
+            # the table's notes give one line per run that the collapse watch flagged; the
+            # record keeps the watch's full text (history.warnings)
+            warnings.simplefilter("ignore", EmphasisCollapseWarning)
+            fit(model, loss, opt, batches, settings.iterations, NUM_CLASSES, scheduler=schedule,
+                evaluate=evaluate, eval_every=settings.eval_every,
+                log_every=settings.log_every, history=history, progress=progress,
+                desc=settings.name)
+    except Diverged as e:
+        # the loss became non-finite at update e.iteration (fit checks every one) and the
+        # weights with it; the network is evaluated as it is (NaN logits: argmax picks class
+        # 0 for every review), as the paper's 0.5 cells of the runs that diverge
+        diverged_by = e.iteration
         history.evals.append({"iteration": diverged_by, **evaluate(model, diverged_by)})
     final = history.evals[-1]
     summary = {**accuracy_summary(history.evals),
@@ -132,7 +138,8 @@ def train_run(settings, features, progress=False):
             "train_label_counts": [int((labels == k).sum()) for k in range(NUM_CLASSES)],
             "train_corrupted": evaluate.n_corrupted,
             "noise_rate_realised": evaluate.n_corrupted / n}
-    return make_record(EXPERIMENT, "done", settings, data, summary, history,
+    return make_record(EXPERIMENT, "diverged" if diverged_by else "done", settings, data,
+                       summary, history,
                        diverged_by or settings.iterations)
 
 
@@ -151,8 +158,11 @@ def load_record(out_dir, settings):
     return record if record["config"] == settings.as_dict() else None
 
 
-def run_one(settings, features, out_dir, force=False, progress=False):
+def run_one(settings, features, out_dir, force=False, progress=False, overwrite=False):
     """Train one run and save its record, unless it is already saved with the same settings.
+    ``force`` trains it again anyway. A record of other settings at its path is an error
+    (nothing is replaced silently) unless ``overwrite``. (A job that writes many runs into one
+    folder claims it first, runner.claim_output; see :func:`~.table.run_table`.)
 
     ``settings``: a :class:`RunSettings` or a plain dict of its fields (a sweep's cell);
     ``features``: a :class:`Features`. Returns ``(record, trained)``; ``trained`` is False for a
@@ -168,6 +178,16 @@ def run_one(settings, features, out_dir, force=False, progress=False):
         record = load_record(out_dir, settings)
         if record is not None:
             return record, False
+    path = run_path(out_dir, settings)
+    if not overwrite and path.exists():
+        try:
+            other = read_record(path, EXPERIMENT)["config"]
+        except ValueError:
+            other = None  # not a record: replaced
+        if other is not None and other != settings.as_dict():
+            differ = sorted(k for k in other if other[k] != settings.as_dict().get(k))
+            raise ValueError(f"{path} holds a run with other settings ({', '.join(differ)}); "
+                             f"choose another output folder or overwrite it (--overwrite)")
     record = train_run(settings, features, progress=progress)
-    write_record(run_path(out_dir, settings), record)
+    write_record(path, record)
     return record, True

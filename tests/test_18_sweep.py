@@ -145,8 +145,9 @@ def test_local_pool_writes_a_record_per_cell_and_the_table(pool_sweep, features,
     direct, trained = imdb.run_one(job.settings, features, tmp_path)
     assert trained and runner.outcome(direct) == runner.outcome(result.records[job.name])
     rows = read_csv(out / "sweep.csv")
-    assert [(r["loss"], r["lam"], r["beta"]) for r in rows] == [
-        ("cce", "", ""), ("dm", "0", "0"), ("dm", "0", "2"), ("dm", "1", "0"), ("dm", "1", "2")]
+    assert [(r["loss"], r["noise_rate"], r["lam"], r["beta"]) for r in rows] == [
+        ("cce", "0.4", "", ""), ("dm", "0.4", "0", "0"), ("dm", "0.4", "0", "2"),
+        ("dm", "0.4", "1", "0"), ("dm", "0.4", "1", "2")]
     for row in rows:
         cells = [j for j in result.jobs if j.cell["loss"] == row["loss"]
                  and str(j.cell.get("lam", "")) == row["lam"]
@@ -158,13 +159,13 @@ def test_local_pool_writes_a_record_per_cell_and_the_table(pool_sweep, features,
         assert float(row["final_std"]) == pytest.approx(np.std(final, ddof=1), abs=1e-4)
         assert float(row["best_mean"]) == pytest.approx(np.mean(best), abs=1e-4)
     text = (out / "sweep.md").read_text()
-    assert "## loss = dm" in text and "## loss = cce" in text
+    assert "## loss = dm, noise_rate = 0.4" in text and "## loss = cce, noise_rate = 0.4" in text
     dm_row = next(r for r in rows if (r["loss"], r["lam"], r["beta"]) == ("dm", "1", "2"))
     lam1 = next(line for line in text.splitlines() if line.startswith("| 1 |"))
     assert lam1.endswith(f"| {float(dm_row['final_mean']):.1f} ± {float(dm_row['final_std']):.1f}"
                          f" / {float(dm_row['best_mean']):.1f} ± "
                          f"{float(dm_row['best_std']):.1f} |")
-    for name in ("heatmap_loss=dm.png", "heatmap_loss=cce.png"):
+    for name in ("heatmap_loss=dm_noise_rate=0.4.png", "heatmap_loss=cce_noise_rate=0.4.png"):
         assert (out / name).stat().st_size > 5_000 and f"]({name})" in text
 
 
@@ -313,7 +314,7 @@ def test_killed_sweep_resumes_with_the_missing_cells_only(tmp_path):
     rows = read_csv(out / "sweep.csv")
     assert [(r["lam"], r["beta"], r["n"]) for r in rows] == [
         ("0", "2", "1"), ("0", "4", "1"), ("1", "2", "1"), ("1", "4", "1")]
-    assert (out / "heatmap_all.png").exists()
+    assert (out / "heatmap_loss=dm_noise_rate=0.4.png").exists()
 
 
 def test_command_line_help_and_a_bad_grid(tmp_path, capsys):

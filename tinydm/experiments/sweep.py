@@ -91,6 +91,8 @@ except ModuleNotFoundError:  # Python 3.10
 ATTEMPTS = 2  # a failed cell is tried once more, then reported
 TABLE_AXES = ("lam", "beta")  # the rows and columns of a table and its heat map (Figures 6-9)
 SEED = "seed"  # the axis the table averages over
+#: Settings that name a table even when the grid fixes them (the paper's "(loss, r)").
+TITLE_SETTINGS = ("loss", "noise_rate", "imbalance")
 
 
 def loss_parameters(name):
@@ -703,7 +705,8 @@ def _mean_std(values):
 
 def summarise(sweep):
     """One table per value of the varying settings other than lam, beta and the seed (loss and
-    r, typically), in the grid's order: ``{"group": {name: value}, "lams": [...], "betas":
+    r, typically), in the grid's order, named by those and by the :data:`TITLE_SETTINGS` the
+    grid fixes: ``{"group": {name: value}, "lams": [...], "betas":
     [...], "cells": {(lam, beta): cell}}`` with, per cell, the ``seeds`` of its records, the
     ``final`` and ``best`` test accuracies (%) and their mean and sample std (ddof = 1), and how
     many of its jobs have no record (``missing``: failed or not run). A cell without lam (or
@@ -711,7 +714,7 @@ def summarise(sweep):
     others = [k for k in sweep.grid.varying if k not in (*TABLE_AXES, SEED)]
     groups = {}
     for job in sweep.jobs:
-        values = {k: job.cell[k] for k in others if k in job.cell}
+        values = {k: job.cell[k] for k in (*TITLE_SETTINGS, *others) if k in job.cell}
         group = groups.setdefault(json.dumps(values), {"group": values, "cells": {}})
         at = tuple(job.cell.get(k) for k in TABLE_AXES)
         cell = group["cells"].setdefault(at, {"seeds": [], "final": [], "best": [],

@@ -7,20 +7,12 @@ import pathlib
 
 import numpy as np
 import pytest
+from conftest import blobs
 
 from tinydm.experiments import imdb, runner
 from tinydm.train import one_class
 
 SHORT = dict(iterations=300, batch_size=50, eval_every=100, log_every=50)
-
-
-def blobs(n, seed, dim=100):
-    """Two Gaussian blobs in ``dim`` dimensions, apart along 10 of them (Bayes accuracy ~99%)."""
-    rng = np.random.default_rng(seed)
-    y = np.repeat([1, 0], n // 2)
-    x = rng.standard_normal((n, dim)).astype(np.float32)
-    x[:, :10] += 0.8 * (2 * y[:, None] - 1)
-    return x, y
 
 
 @pytest.fixture(scope="module")

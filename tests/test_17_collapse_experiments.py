@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import blobs
 
 from tinydm import backend, plot
 from tinydm.experiments import imdb, runner
@@ -18,15 +19,6 @@ EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 TINY = dict(iterations=60, batch_size=50, eval_every=30, log_every=10)
 REMEDIES = {"plain": {}, "warmup": {"warmup": 40}, "ess_floor": {"ess_floor": 0.9},
             "per_class": {"per_class": True}, "balanced": {"sampler": "balanced"}}
-
-
-def blobs(n, seed, dim=100, apart=0.8):
-    """Two Gaussian blobs, ``apart`` from the origin along 10 of the ``dim`` axes."""
-    rng = np.random.default_rng(seed)
-    y = np.repeat([1, 0], n // 2)
-    x = rng.standard_normal((n, dim)).astype(np.float32)
-    x[:, :10] += apart * (2 * y[:, None] - 1)
-    return x, y
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,9 @@ BELOW_EXPERIMENTS = {"backend", "files", "tensor", "functional", "gradcheck", "o
                      "experiments.runner"}
 ALLOWED = {**BASE,
            "experiments.imdb": BELOW_EXPERIMENTS, "experiments.cifar": BELOW_EXPERIMENTS,
-           "experiments": {"experiments.runner", "experiments.imdb", "experiments.cifar"},
+           "experiments.sweep": BELOW_EXPERIMENTS,
+           "experiments": {"experiments.runner", "experiments.imdb", "experiments.cifar",
+                           "experiments.sweep"},
            "plot": {"files", "tensor", "edf", "losses", "train", "experiments.runner",
                     "experiments.toy"}}
 

@@ -8,12 +8,13 @@
   (``examples/edf_explorer.py``);
 - :mod:`tinydm.plot.imdb`: the IMDB experiment's curves and its table against the paper's;
 - :mod:`tinydm.plot.cifar`: CIFAR runs (Figures 2 and 5 of the paper);
-- :mod:`tinydm.plot.collapse`: emphasis collapse (docs/emphasis-collapse.md).
+- :mod:`tinydm.plot.collapse`: emphasis collapse (docs/emphasis-collapse.md);
+- :mod:`tinydm.plot.sweep`: a sweep's accuracy over (lam, beta) (Figures 6-9, docs/sweeps.md).
 
 The result figures read run records through tinydm/experiments/runner.py's accessors.
 """
 
-from . import cifar, collapse, edf, explorer, imdb, style
+from . import cifar, collapse, edf, explorer, imdb, style, sweep
 from .cifar import (cifar_accuracy, cifar_ess, cifar_p_i, cifar_seed_curves,
                     cifar_test_predictions)
 from .collapse import (collapse_cifar, collapse_feedback, collapse_remedies, collapse_rescue,
@@ -22,3 +23,4 @@ from .edf import (STANDARD_FIGURES, batch_weights, dm_vs_beta, dm_vs_lam, edf_va
                   standard_set)
 from .imdb import imdb_curves, imdb_vs_paper, method_style
 from .style import COLOURS, FORMATS, SLIDE_SIZE, STYLES, label, save
+from .sweep import sweep_heatmap

@@ -440,7 +440,16 @@ def test_seed_report_groups_methods_and_pairs_seeds(seed_runs, tmp_path, capsys)
     assert list(groups) == ["CCE", "DM lam=0.5 beta=2"] and list(groups["CCE"]) == [1, 2]
     final = [r["summary"]["test_accuracy_final"] for r in runs]
     diffs = cifar.seeds.paired_differences(groups, "CCE")["DM lam=0.5 beta=2"]
-    assert diffs == {1: final[2] - final[0], 2: final[3] - final[1]}
+    assert {seed: d[:2] for seed, d in diffs.items()} == {1: (12, final[2] - final[0]),
+                                                          2: (12, final[3] - final[1])}
+    # a run still going is compared at the last iteration both have evaluated
+    short = json.loads(json.dumps(runs[2]))
+    short["history"]["evals"] = short["history"]["evals"][:1]
+    cce_at = runs[0]["history"]["evals"][0]
+    assert cifar.seeds.paired_differences({"CCE": {1: runs[0]}, "DM": {1: short}}, "CCE") == \
+        {"DM": {1: (cce_at["iteration"], short["history"]["evals"][0]["test_accuracy"]
+                    - cce_at["test_accuracy"], short["history"]["evals"][0]["test_accuracy"]
+                    - cce_at["test_accuracy"])}}
     table = cifar.seeds.markdown_table(groups).splitlines()
     mean, sd = np.mean(final[:2]), np.std(final[:2], ddof=1)
     assert "| CCE | 1, 2 | " in table[2]

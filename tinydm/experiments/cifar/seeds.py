@@ -115,26 +115,45 @@ def markdown_table(groups):
     return "\n".join(lines)
 
 
-def paired_differences(groups, baseline, key="test_accuracy_final"):
-    """``{method: {seed: run[key] - baseline's run[key]}}`` over the seeds both have."""
+def _accuracy_until(run, iteration):
+    """Test accuracy at ``iteration`` and the best up to it."""
+    evals = [e for e in run["history"]["evals"] if e["iteration"] <= iteration]
+    return evals[-1]["test_accuracy"], max(e["test_accuracy"] for e in evals)
+
+
+def paired_differences(groups, baseline):
+    """``{method: {seed: (iteration, final - baseline's final, best - baseline's best)}}`` over
+    the seeds both have. A run still going is compared at the last iteration both runs have
+    evaluated (``iteration``), so a run is never set against a longer one."""
     base = groups[baseline]
-    return {label: {seed: g[seed]["summary"][key] - base[seed]["summary"][key]
-                    for seed in sorted(g) if seed in base}
-            for label, g in groups.items() if label != baseline}
+    out = {}
+    for label, group in groups.items():
+        if label == baseline:
+            continue
+        out[label] = {}
+        for seed in sorted(set(group) & set(base)):
+            a, b = group[seed], base[seed]
+            common = {e["iteration"] for e in a["history"]["evals"]} & \
+                {e["iteration"] for e in b["history"]["evals"]}
+            if common:
+                it = max(common)
+                (fa, ba), (fb, bb) = _accuracy_until(a, it), _accuracy_until(b, it)
+                out[label][seed] = (it, fa - fb, ba - bb)
+    return out
 
 
 def paired_table(groups, baseline):
-    """Markdown: each method's final and best test accuracy minus the baseline's, seed by seed
-    (same seed: same noisy labels, same initial weights and batch order), and their mean ± std,
-    in percentage points."""
-    final = paired_differences(groups, baseline)
-    best = paired_differences(groups, baseline, "test_accuracy_best")
-    lines = [f"| method | seeds | final - {baseline} final | best - {baseline} best |",
-             "|---|---|---:|---:|"]
-    for label, d in final.items():
+    """Markdown: each method's test accuracy minus the baseline's, seed by seed (same seed: same
+    noisy labels, same initial weights and batch order), final and best, and their mean ± std,
+    in percentage points; at the last iteration both runs evaluated (:func:`paired_differences`)."""
+    lines = [f"| method | seeds | at iteration | final - {baseline} final | "
+             f"best - {baseline} best |", "|---|---|---|---:|---:|"]
+    for label, d in paired_differences(groups, baseline).items():
         if d:
-            lines.append(f"| {label} | {', '.join(map(str, d))} | {_cell(d)} | "
-                         f"{_cell(best[label])} |")
+            its = sorted({v[0] for v in d.values()})
+            lines.append(f"| {label} | {', '.join(map(str, d))} | {', '.join(map(str, its))} | "
+                         f"{_cell({k: v[1] for k, v in d.items()})} | "
+                         f"{_cell({k: v[2] for k, v in d.items()})} |")
     return "\n".join(lines)
 
 

@@ -503,10 +503,17 @@ def _kernels(blas):
                      for lib in blas if lib["user_api"] == "blas") or "none found"
 
 
+def portable_command(argv):
+    """The command line as a reader can reuse it: the home folder as ``~``, paths in the
+    repository relative to it (no machine's absolute paths in committed results)."""
+    repo, home = os.path.dirname(HERE) + os.sep, os.path.expanduser("~")
+    return " ".join(a.replace(repo, "").replace(home, "~") for a in argv)
+
+
 def machine_info(args):
     return {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": " ".join([sys.executable] + sys.argv),
+        "command": portable_command([sys.executable] + sys.argv),
         "cpu": _cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
         "python": platform.python_version(), "device": args.device,
         "environment_removed": child_environment(1)[1],

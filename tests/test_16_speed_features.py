@@ -331,3 +331,11 @@ def test_conv2d_padded_grid_matches_plain_columns(device, rng, monkeypatch, padd
     plain = _conv_and_grads(x_np, w_np, b_np, 1, padding)
     for a, b in zip(grid, plain):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_benchmark_records_its_command_without_machine_paths(monkeypatch, tmp_path):
+    run = _load_run_py()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    argv = [str(tmp_path / "venv" / "bin" / "python"), str(ROOT / "benchmarks" / "run.py"),
+            "--tag", "x"]
+    assert run.portable_command(argv) == "~/venv/bin/python benchmarks/run.py --tag x"

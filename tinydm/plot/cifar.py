@@ -32,31 +32,37 @@ def runs_title(runs):
     return f"{c['dataset'].upper()}, ResNet-{c['depth']}, {noise}"
 
 
+def _evaluation_curves(runs, curves, scale, ylabel, top, style):
+    """One figure of evaluation curves: for each run (one colour) and each ``(key, line style,
+    what)`` of ``curves``, ``scale`` times the evaluations' ``key`` against the iteration."""
+    runs = labelled_runs(runs)
+    fig = figure(10.5, 5.2, style=style)
+    ax = fig.add_subplot()
+    for name, r, colour in runs:
+        for key, ls, what in curves:
+            it, v = series(evals_of(r), key)
+            if it.size:
+                ax.plot(it, scale * v, color=colour, ls=ls, marker="o" if it.size < 3 else None,
+                        label=f"{name}: {what}")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, top)
+    ax.set_title(runs_title(runs))
+    legend_right(ax)
+    return fig
+
+
 @styled
 def cifar_accuracy(runs, style="paper"):
     """Learning dynamics as in the paper's Figures 2b and 5: test accuracy (solid), training
     accuracy against the given, noisy labels (dashed: Table 9's "Corrupted") and against the
     clean labels (dotted: "Intact"), and the clean validation split (dash-dot) if any, at every
     evaluation; one colour per run (``runs``: ``{label: results}`` or one results dict)."""
-    runs = labelled_runs(runs)
-    fig = figure(10.5, 5.2, style=style)
-    ax = fig.add_subplot()
     curves = (("test_accuracy", "-", "test"),
               ("train_accuracy_noisy_labels", "--", "train, given labels"),
               ("train_accuracy_clean_labels", ":", "train, clean labels"),
               ("val_accuracy", "-.", "validation"))
-    for name, r, colour in runs:
-        for key, ls, what in curves:
-            it, v = series(evals_of(r), key)
-            if it.size:
-                ax.plot(it, 100 * v, color=colour, ls=ls, marker="o" if it.size < 3 else None,
-                        label=f"{name}: {what}")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title(runs_title(runs))
-    legend_right(ax)
-    return fig
+    return _evaluation_curves(runs, curves, 100, "accuracy (%)", 100, style)
 
 
 @styled
@@ -64,22 +70,8 @@ def cifar_p_i(runs, style="paper"):
     """The paper's Figure 2a: the mean ``p_i`` (probability of the given label) of the intact
     (solid) and of the corrupted (dashed) training examples at every evaluation. A method that
     resists the noise raises the first and keeps the second low."""
-    runs = labelled_runs(runs)
-    fig = figure(10.5, 5.2, style=style)
-    ax = fig.add_subplot()
-    for name, r, colour in runs:
-        for key, ls, what in (("mean_p_clean", "-", "clean examples"),
-                              ("mean_p_noisy", "--", "noisy examples")):
-            it, v = series(evals_of(r), key)
-            if it.size:
-                ax.plot(it, v, color=colour, ls=ls, marker="o" if it.size < 3 else None,
-                        label=f"{name}: {what}")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel(r"mean $p_i$ of the given label")
-    ax.set_ylim(0, 1)
-    ax.set_title(runs_title(runs))
-    legend_right(ax)
-    return fig
+    curves = (("mean_p_clean", "-", "clean examples"), ("mean_p_noisy", "--", "noisy examples"))
+    return _evaluation_curves(runs, curves, 1, r"mean $p_i$ of the given label", 1, style)
 
 
 @styled

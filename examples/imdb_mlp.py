@@ -151,8 +151,13 @@ def run(args, argv):
     # every setting checked and every output folder claimed before the features load
     settings = imdb.table_settings(args.rows, args.methods, args.seeds, args.lam, args.beta,
                                    **protocol)
-    runner.claim_output(args.out, imdb.folder_settings(settings[0], args.lam, args.beta),
-                        args.overwrite, what="table")
+    with runner.output_folder(args.out, imdb.folder_settings(settings[0], args.lam, args.beta),
+                              args.overwrite, what="table"):
+        run_and_report(args, settings, protocol, report_dir, jobs, command)
+
+
+def run_and_report(args, settings, protocol, report_dir, jobs, command):
+    """The table's runs (features first) and its report, in the claimed output folder."""
     for folder in (report_dir, args.figure_dir):
         if folder:
             files.probe_writable(folder)

@@ -107,6 +107,26 @@ def test_a_second_cifar_process_on_one_out_is_refused_before_any_work(tmp_path, 
         holder.wait()
 
 
+def claimable_elsewhere(folder):
+    """Whether another process can claim ``folder`` now."""
+    code = "import sys; from tinydm.experiments import runner; runner.claim_output(sys.argv[1], {})"
+    return subprocess.run([sys.executable, "-c", code, str(folder)], env=ENV,
+                          capture_output=True, timeout=120).returncode == 0
+
+
+def test_a_cifar_run_holds_its_folder_only_while_it_runs(tmp_path):
+    free, held = tmp_path / "free", tmp_path / "held"
+    cifar.run(cifar.Config(**TINY_CIFAR, out_dir=str(free)), progress=False, figures=False,
+              log=None)
+    assert claimable_elsewhere(free)  # a notebook's next run, a sweep worker's next cell
+    runner.claim_output(held, {})  # as a command line claims its --out before any work
+    cifar.run(cifar.Config(**TINY_CIFAR, out_dir=str(held)), progress=False, figures=False,
+              log=None)
+    assert not claimable_elsewhere(held)  # the outer claim is kept ...
+    runner.release_output(held)
+    assert claimable_elsewhere(held)  # ... until it is released
+
+
 def test_imdb_runs_of_other_settings_do_not_replace_the_saved_ones(features, tmp_path,
                                                                    monkeypatch):
     main = script("imdb_mlp").main
@@ -122,7 +142,6 @@ def test_imdb_runs_of_other_settings_do_not_replace_the_saved_ones(features, tmp
     assert record.read_bytes() == saved
     main(args + ["--iterations", "50", "--overwrite"])
     assert json.loads(record.read_text())["config"]["iterations"] == 50
-    runner.release_output(tmp_path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -183,7 +202,6 @@ def test_a_diverging_cifar_run_exits_non_zero_with_status_diverged(tmp_path, cap
         saved = checkpoint.read(out / cifar.CHECKPOINT)
         assert saved["extra"]["iteration"] < diverged_by
         assert all(np.isfinite(a).all() for a in saved["model"].values())
-    runner.release_output(out)
 
 
 def test_detect_anomaly_names_the_first_op_with_a_non_finite_output():
@@ -291,6 +309,7 @@ def test_workers_die_when_their_parent_is_killed(tmp_path):
     proc, workers = start_jobs(tmp_path)
     proc.kill()
     proc.wait()
+    proc.stderr.close()
     assert wait_dead(workers) == []
 
 
@@ -317,7 +336,6 @@ def test_imdb_refuses_bad_arguments_and_folders_before_the_features(bad, no_feat
     with pytest.raises(SystemExit) as e:
         script("imdb_mlp").main(["--out", str(tmp_path)] + bad)
     assert e.value.code != 0 and no_features == []
-    runner.release_output(tmp_path)
 
 
 @pytest.mark.skipif(not HAS_PROC, reason="uses /proc as an unwritable folder")
@@ -379,7 +397,6 @@ def test_data_errors_are_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(imdb, "load_features", missing)
     with pytest.raises(SystemExit, match="^error: IMDB not found in /nowhere$"):
         script("imdb_mlp").main(["--out", str(tmp_path)])
-    runner.release_output(tmp_path)
 
 
 def test_a_corrupt_checkpoint_names_the_file_and_never_suggests_pickle(tmp_path):

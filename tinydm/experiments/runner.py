@@ -27,6 +27,7 @@ The record of a run (:func:`make_record`), one JSON file per run::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import dataclasses
 import json
@@ -249,7 +250,7 @@ def outcome(record):
 # ----------------------------------------------------------------------------------------------
 # The output folder and the process of a run (docs/reliability.md)
 # ----------------------------------------------------------------------------------------------
-_CLAIMED = {}  # folder -> the open, locked lock file: held until the process ends
+_CLAIMED = {}  # folder -> the open, locked lock file: held until released or the process ends
 
 
 def claim_output(folder, settings, overwrite=False, what="run"):
@@ -290,10 +291,25 @@ def claim_output(folder, settings, overwrite=False, what="run"):
 
 
 def release_output(folder):
-    """Unlock a folder of :func:`claim_output` before the process ends (tests, notebooks)."""
+    """Unlock a folder of :func:`claim_output` before the process ends."""
     handle = _CLAIMED.pop(os.path.realpath(os.path.expanduser(str(folder))), None)
     if handle is not None:
         handle.close()
+
+
+@contextlib.contextmanager
+def output_folder(folder, settings, overwrite=False, what="run"):
+    """:func:`claim_output` for the length of a ``with`` block (one run, one table), released
+    at its end however it ends, so that a process running many (a notebook, a sweep's worker,
+    the tests) holds only the folder it is working in. A folder this process held already
+    stays held: the outer claim releases it."""
+    held = os.path.realpath(os.path.expanduser(str(folder))) in _CLAIMED
+    try:
+        claim_output(folder, settings, overwrite, what)  # refused (other settings): unlocked too
+        yield
+    finally:
+        if not held:
+            release_output(folder)
 
 
 def run_command(work, interrupted, errors=()):

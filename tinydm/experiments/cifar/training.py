@@ -13,7 +13,7 @@ from ... import backend, checkpoint, losses, nn, optim
 from ...data import sampling, transforms
 from ...tensor import Tensor, no_grad
 from ...train import Diverged, History, accuracy, class_histogram, fit, loss_schedule, predict
-from ..runner import accuracy_summary, build_on_host, claim_output, make_record, write_record
+from ..runner import accuracy_summary, build_on_host, make_record, output_folder, write_record
 from .data import prepare_data
 from .settings import RESUMABLE, Config
 
@@ -113,9 +113,8 @@ def run(config, resume=False, overwrite=False, progress=True, figures=True, data
 
     ``resume``: continue from ``out_dir/checkpoint.npz`` if it exists (else start afresh),
     with the checkpoint's thread counts; without it, an existing checkpoint is an error unless
-    ``overwrite``. ``out_dir`` is claimed before the data load (runner.claim_output: writable,
-    locked while this process lives, and holding no run of other settings unless
-    ``overwrite``). ``dataset``: a :class:`tinydm.data.cifar.CifarData` to use instead of
+    ``overwrite``. ``out_dir`` is claimed before the data load (runner.output_folder: writable,
+    locked until the run ends, and holding no run of other settings unless ``overwrite``). ``dataset``: a :class:`tinydm.data.cifar.CifarData` to use instead of
     loading ``config.dataset``. A run whose loss or weights become non-finite stops there: its
     record gets ``"status": "diverged"`` and ``summary["diverged_by"]`` (the iteration), the
     last checkpoint (before it) is kept.
@@ -128,11 +127,15 @@ def run(config, resume=False, overwrite=False, progress=True, figures=True, data
     if ckpt_path.exists() and not (resume or overwrite):
         raise FileExistsError(f"cifar: {ckpt_path} exists; pass resume=True (--resume) to continue "
                               f"that run or overwrite=True (--overwrite) to start again")
-    claim_output(out, {"experiment": EXPERIMENT, **{k: v for k, v in config.as_dict().items()
-                                                     if k not in RESUMABLE}},
-                 overwrite, what="run")
-    log = log or (lambda *_: None)
+    with output_folder(out, {"experiment": EXPERIMENT, **{k: v for k, v in config.as_dict().items()
+                                                          if k not in RESUMABLE}},
+                       overwrite, what="run"):
+        return _train(config, out, resume, progress, figures, dataset, log or (lambda *_: None))
 
+
+def _train(config, out, resume, progress, figures, dataset, log):
+    """The body of :func:`run`, in its claimed output folder."""
+    ckpt_path = out / CHECKPOINT
     with backend.device(config.device):
         data = prepare_data(config, dataset)
         for labels_of, y in (("training", data.labels), ("test", data.test_labels)):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..runner import claim_output, die_with_parent
+from ..runner import die_with_parent, output_folder
 from .protocol import COLUMNS, FLAG_POINTS, METHODS, ROW_KEYS, SEEDS, paper_value, row
 from .training import load_record, run_one
 from .settings import RunSettings, folder_settings, table_settings
@@ -71,16 +71,24 @@ def run_table(features, rows=ROW_KEYS, methods=COLUMNS, seeds=SEEDS, out_dir="ru
     MLP is so small that one run uses one core, see docs/results.md). ``log`` receives one line
     per run; ``progress`` shows a bar per run (with ``jobs=1``).
 
-    ``out_dir`` is claimed first (runner.claim_output: writable, locked while this process
-    lives, and refused if it holds runs of other shared settings, :func:`folder_settings`,
+    ``out_dir`` is claimed first (runner.output_folder: writable, locked until the table is
+    done, and refused if it holds runs of other shared settings, :func:`folder_settings`,
     unless ``overwrite``; then its runs of other settings are trained again and replaced).
     """
     started = time.perf_counter()
     all_settings = [s.replace(features=features.fingerprint)
                     for s in table_settings(rows, methods, seeds, lam, beta, **protocol)]
-    if all_settings:
-        claim_output(out_dir, folder_settings(all_settings[0], lam, beta), overwrite,
-                     what="table")
+    if not all_settings:
+        return _run_runs(all_settings, features, out_dir, jobs, force, log, progress, overwrite,
+                         started)
+    with output_folder(out_dir, folder_settings(all_settings[0], lam, beta), overwrite,
+                       what="table"):
+        return _run_runs(all_settings, features, out_dir, jobs, force, log, progress, overwrite,
+                         started)
+
+
+def _run_runs(all_settings, features, out_dir, jobs, force, log, progress, overwrite, started):
+    """The body of :func:`run_table`, in its claimed output folder."""
     total = len(all_settings)
     records = [None if force else load_record(out_dir, s) for s in all_settings]
     todo = [i for i, record in enumerate(records) if record is None]

@@ -1,4 +1,4 @@
-"""Sweeps (tinydm/experiments/sweep.py): test accuracy over (lam, beta) as heat maps, the paper's
+"""Sweeps (tinydm/experiments/sweep/): test accuracy over (lam, beta) as heat maps, the paper's
 Figures 6-9."""
 
 import matplotlib

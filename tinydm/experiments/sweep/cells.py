@@ -1,0 +1,202 @@
+"""Cells: one small adapter per experiment (a cell -> the experiment's settings; settings -> one
+run -> its record), the jobs of a grid, and the records saved for them."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import runner
+from .grid import LOSS_PARAMETERS, applicable, split_loss_parameters
+
+
+def _unknown_settings(experiment, unknown, known):
+    if unknown:
+        raise ValueError(f"{experiment} sweep: unknown setting(s) {', '.join(sorted(unknown))}; "
+                         f"a cell may set {', '.join(sorted(known))}")
+
+
+class ImdbCells:
+    """IMDB (:mod:`tinydm.experiments.imdb`): a cell is one ``imdb.run_one`` on the PV-DBOW
+    features. ``noise_rate`` (0, 0.2, 0.4) or ``imbalance`` (10, 50) picks the row of Table 5;
+    ``loss`` is the method; DM's lam and beta default to the row's paper values."""
+
+    name = "imdb"
+
+    def __init__(self):
+        from .. import imdb
+
+        self.imdb = imdb
+        self.SETTINGS = ("noise_rate", "imbalance", *LOSS_PARAMETERS,
+                         *(f.name for f in dataclasses.fields(imdb.RunSettings)
+                           if f.name not in ("row", "loss_params", "features")))
+
+    def _row(self, cell):
+        rate, ratio = float(cell.pop("noise_rate", 0.0)), cell.pop("imbalance", None)
+        for row in self.imdb.ROWS:
+            if (row.noise, row.ratio) == (rate, ratio):
+                return row.key
+        raise ValueError(f"imdb sweep: no row of Table 5 has noise_rate = {rate:g} and "
+                         f"imbalance = {ratio}; the rows are " + ", ".join(
+                             f"noise_rate {r.noise:g}" if r.ratio is None else
+                             f"imbalance {r.ratio:g} (clean labels)" for r in self.imdb.ROWS))
+
+    def settings(self, cell, data=None):
+        cell = dict(cell)
+        _unknown_settings(self.name, set(cell) - set(self.SETTINGS), self.SETTINGS)
+        if "loss" not in cell:
+            raise ValueError(f"imdb sweep: a cell needs a loss (one of "
+                             f"{', '.join(self.imdb.METHODS)})")
+        method, row = cell.pop("loss"), self._row(cell)
+        seed = cell.pop("seed", self.imdb.SEEDS[0])
+        params, protocol = split_loss_parameters(cell)
+        q = params.pop("q", None)  # make_settings gives GCE the paper's q = 0.7
+        s = self.imdb.make_settings(row, method, seed, **params, **protocol)
+        if q is not None:
+            s = s.replace(loss_params={**s.loss_params, "q": float(q)})
+        if data is not None:
+            s = s.replace(features=data.fingerprint)
+        return s.as_dict()
+
+    @staticmethod
+    def settings_of(record):
+        """The settings a record was run with, as :meth:`settings` gives them."""
+        return record["config"]
+
+    def load_data(self, settings, data_dir=None, cache_dir=None, download=True):
+        return self.imdb.load_features(data_dir, cache_dir, download=download)
+
+    def run(self, settings, data, work_dir):
+        """``imdb.run_one`` into the cell's own folder (its file names do not tell lam and beta
+        apart), then the record, the folder removed."""
+        record, _ = self.imdb.run_one(settings, data, work_dir)
+        shutil.rmtree(work_dir, ignore_errors=True)
+        return record
+
+
+class CifarCells:
+    """CIFAR (:mod:`tinydm.experiments.cifar`): a cell is one ``cifar.run`` of a
+    :class:`~tinydm.experiments.cifar.Config`. The loss parameters go into ``loss_params``; the
+    other settings are Config fields. A cell runs in ``<out>/work/<name>`` (its checkpoints: a
+    killed cell resumes there when the sweep runs again) and that folder is removed once the
+    record is returned. CIFAR-10/100 are loaded once, by the driver, from ``data_dir``."""
+
+    name = "cifar"
+    #: Config fields that say where files are, not what is computed: not part of the settings.
+    PLACES = ("out_dir", "data_dir", "download")
+
+    def __init__(self):
+        from .. import cifar
+
+        self.cifar = cifar
+        self.SETTINGS = (*LOSS_PARAMETERS, *(f.name for f in dataclasses.fields(cifar.Config)
+                                             if f.name not in ("loss_params", *self.PLACES)))
+
+    def settings(self, cell, data=None):
+        cell = dict(cell)
+        _unknown_settings(self.name, set(cell) - set(self.SETTINGS), self.SETTINGS)
+        params, config = split_loss_parameters(cell)
+        config = self.cifar.Config.from_dict({**config, "loss_params": params}).resolved()
+        return self.settings_of({"config": config.as_dict()})
+
+    def settings_of(self, record):
+        """The settings a record was run with, as :meth:`settings` gives them (without where
+        its files were)."""
+        return {k: v for k, v in record["config"].items() if k not in self.PLACES}
+
+    def load_data(self, settings, data_dir=None, cache_dir=None, download=True):
+        names = sorted({s["dataset"] for s in settings} - {"synthetic"})
+        return {n: self.cifar.load_dataset(self.cifar.Config(dataset=n, data_dir=data_dir,
+                                                             download=download))
+                for n in names}
+
+    def run(self, settings, data, work_dir):
+        record = self.cifar.run({**settings, "out_dir": str(work_dir)}, resume=True,
+                                progress=False, figures=False, log=None,
+                                dataset=data.get(settings["dataset"]))
+        shutil.rmtree(work_dir, ignore_errors=True)
+        return record
+
+
+ADAPTERS = {"imdb": ImdbCells, "cifar": CifarCells}
+
+
+@functools.lru_cache(maxsize=None)
+def get_adapter(experiment):
+    """The adapter of an experiment (made on first use: a worker imports only its own)."""
+    if experiment not in ADAPTERS:
+        raise ValueError(f"sweep: unknown experiment {experiment!r}; choose from "
+                         f"{', '.join(ADAPTERS)}")
+    return ADAPTERS[experiment]()
+
+
+
+def text(value):
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return ",".join(map(text, value))
+    return str(value).replace("/", "-").replace(os.sep, "-")
+
+
+def digest(settings):
+    """A short sha256 of a cell's settings: part of its record's name."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One cell to run: its ``cell`` (the grid's names, loss parameters its loss does not take
+    left out), the experiment's ``settings`` and the record's ``name``."""
+
+    name: str
+    cell: dict
+    settings: dict
+
+
+def plan(grid, data=None):
+    """The jobs of a grid, in the grid's order, one per distinct settings. Every cell is checked
+    here (a clear error before any run); ``data`` completes settings that depend on it (the
+    IMDB features' fingerprint)."""
+    adapter = get_adapter(grid.experiment)
+    jobs, seen = [], set()
+    for cell in grid.cells():
+        cell = applicable(cell)
+        settings = adapter.settings(cell, data)
+        key = digest(settings)
+        if key in seen:
+            continue
+        seen.add(key)
+        words = [f"{k}={text(cell[k])}" for k in grid.varying if k in cell]
+        jobs.append(Job("_".join([*words, key]), cell, settings))
+    return jobs
+
+
+def record_path(out_dir, job):
+    return Path(out_dir) / "cells" / f"{job.name}.json"
+
+
+def load_record(out_dir, job, experiment):
+    """The saved record of a job if it exists, complete, with exactly its settings, else None."""
+    try:
+        record = runner.read_record(record_path(out_dir, job), experiment)
+    except (OSError, ValueError):
+        return None
+    if record["status"] != "done" or get_adapter(experiment).settings_of(record) != job.settings:
+        return None
+    return record
+
+
+def accuracy(record):
+    """``(final, best)`` test accuracy of a record, as fractions."""
+    return record["summary"]["test_accuracy_final"], record["summary"]["test_accuracy_best"]
+
+

@@ -9,9 +9,11 @@ With --seeds, runs are records or folders, grouped into methods by their loss an
 each method's seeds summarised (mean ± std and seed by seed) and compared with --baseline seed by
 seed (protocol M of docs/results.md):
 
-    python examples/cifar_report.py --seeds runs/cifar/m-*/ --baseline CCE --out report
+    python examples/cifar_report.py --seeds runs/cifar/m-*/ --baseline CCE --out report \\
+        --choose "DM lam=0.5 beta=8" "DM lam=1 beta=8" "DM lam=1 beta=16"
 
-which writes seeds.md and seeds.png.
+which writes seeds.md (the methods, the paired differences, the validation choice among the
+--choose methods, the runs with their wall times and commands) and seeds.png.
 """
 
 import argparse
@@ -47,6 +49,12 @@ def main(argv=None):
                         help="runs (results.json files or their folders) to group by method")
     parser.add_argument("--baseline", help="with --seeds: the method the others are compared "
                                            "with seed by seed, e.g. CCE")
+    parser.add_argument("--choose", nargs="+", default=(), metavar="METHOD",
+                        help="with --seeds: choose among these methods (labels as in the "
+                             "table) by best validation accuracy with --choose-seed, once "
+                             "their runs are finished")
+    parser.add_argument("--choose-seed", type=int, default=123,
+                        help="the seed of the runs the choice is made on (default: %(default)s)")
     parser.add_argument("--out", required=True, help="folder for the tables and the figures")
     args = parser.parse_args(argv)
     if bool(args.runs) == bool(args.seeds):
@@ -57,7 +65,8 @@ def main(argv=None):
             if args.baseline is not None and args.baseline not in groups:
                 raise ValueError(f"--baseline {args.baseline!r} is none of the methods "
                                  f"{list(groups)}")
-            paths = cifar.seeds.write_report(groups, args.out, args.baseline)
+            paths = cifar.seeds.write_report(groups, args.out, args.baseline, args.choose,
+                                             args.choose_seed)
         except ValueError as e:
             parser.error(str(e))
         print(paths[0].read_text(), end="")

@@ -68,6 +68,8 @@ def parse_args(argv=None):
     data.add_argument("--download", action="store_true", help="download the data set if missing")
     data.add_argument("--synthetic-size", nargs=2, type=int, default=list(D.synthetic_sizes),
                       metavar=("TRAIN", "TEST"), help="images of --dataset synthetic (default: %(default)s)")
+    data.add_argument("--synthetic-image-size", type=int, default=D.synthetic_image_size,
+                      metavar="PIXELS", help="side of the synthetic images (default: %(default)s)")
     data.add_argument("--noise", choices=cifar.NOISES, default=D.noise,
                       help="label noise: symmetric (any other class), asymmetric (CIFAR-100 "
                            "superclass swaps), pair (CIFAR-10 class-dependent) (default: %(default)s)")
@@ -166,7 +168,8 @@ def config_from_args(args):
         loss_params["per_class"] = True
     return cifar.Config(
         dataset=args.dataset, data_dir=args.data_dir, download=args.download,
-        synthetic_sizes=tuple(args.synthetic_size), noise=args.noise, noise_rate=args.noise_rate,
+        synthetic_sizes=tuple(args.synthetic_size),
+        synthetic_image_size=args.synthetic_image_size, noise=args.noise, noise_rate=args.noise_rate,
         noise_exact=args.noise_exact, subset_per_class=args.subset_per_class,
         subset_order=args.subset_order, val_per_class=args.val_per_class,
         val_fraction=args.val_fraction, depth=args.depth, shortcut=args.shortcut, loss=args.loss,

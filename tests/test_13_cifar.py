@@ -3,6 +3,7 @@ the iteration, and whole tiny runs on synthetic images (no network, no real data
 on the CPU stand-in for CuPy, including a killed run resumed to the uninterrupted result."""
 
 import json
+import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -470,6 +471,51 @@ def test_seed_report_groups_methods_and_pairs_seeds(seed_runs, tmp_path, capsys)
         cifar.seeds.group_runs([runs[0], other])
     with pytest.raises(ValueError, match="two runs of CCE with seed 1"):
         cifar.seeds.group_runs([runs[0], runs[0]])
+
+
+def test_the_validation_choice_uses_finished_runs_and_never_the_test_set(seed_runs, tmp_path):
+    _, runs = seed_runs
+    dm = json.loads(json.dumps(runs[2]))  # the same run under two labels, its val curve moved
+    other = json.loads(json.dumps(runs[2]))
+    for e in other["history"]["evals"]:
+        e["val_accuracy"] += 0.01
+        e["test_accuracy"] -= 0.5  # a test accuracy the choice must not look at
+    groups = {"DM a": {1: dm}, "DM b": {1: other}}
+    chosen, scores = cifar.seeds.validation_choice(groups, ["DM a", "DM b"], seed=1)
+    assert chosen == "DM b"
+    best = max(e["val_accuracy"] for e in other["history"]["evals"])
+    assert scores["DM b"][0] == best and scores["DM b"][3] == "done"
+    other["status"] = "running"  # an unfinished candidate: no choice yet, and the table says why
+    assert cifar.seeds.validation_choice(groups, ["DM a", "DM b"], seed=1)[0] is None
+    assert "Not chosen yet: DM b" in cifar.seeds.validation_table(groups, ["DM a", "DM b"], 1)
+    other["status"] = "done"  # a candidate without runs: not chosen over, shown as not run
+    assert cifar.seeds.validation_choice(groups, ["DM a", "DM b", "DM c"], seed=1)[0] is None
+    assert "| DM c | | | | not run |" in cifar.seeds.validation_table(groups, ["DM c"], 1)
+    cifar_report.main(["--seeds", *(r["config"]["out_dir"] for r in runs), "--baseline", "CCE",
+                       "--choose", "DM lam=0.5 beta=2", "--choose-seed", "1",
+                       "--out", str(tmp_path)])
+    report = (tmp_path / "seeds.md").read_text()
+    assert "| DM lam=0.5 beta=2 (chosen) |" in report
+    assert report.count("python examples/cifar_resnet.py ") == len(runs)
+
+
+def test_a_config_gives_the_command_line_that_runs_it():
+    """Config.command() parsed by examples/cifar_resnet.py gives the same settings back."""
+    for config in (cifar.Config(data_dir="~/data", subset_per_class=1000, subset_order="first",
+                                val_per_class=200, iterations=6000, milestones=(3000, 4500),
+                                eval_every=500, log_every=50, seed=124, loss="dm",
+                                loss_params={"lam": 1, "beta": 16, "per_class": True},
+                                out_dir="runs/cifar/m/dm seed124"),
+                   cifar.Config(dataset="synthetic", synthetic_sizes=(64, 16), loss="gce",
+                                loss_params={"q": 0.7}, std=(63.0, 62.1, 66.7), data_seed=7,
+                                noise="none", noise_exact=True,
+                                lr=0.05, sgd="pytorch", sampler="balanced", device="cpu")):
+        config = config.resolved()
+        command = config.command()
+        assert command.startswith("python examples/cifar_resnet.py ")
+        words = command.split(" ", 2)[2]
+        args = cifar_resnet.parse_args(shlex.split(words))
+        assert cifar_resnet.config_from_args(args).resolved() == config
 
 
 def test_intact_accuracy_matches_the_saved_model(seed_runs):

@@ -1,7 +1,8 @@
 """Several seeds of several methods (protocol M of docs/results.md): the methods' best and final
 test accuracy as mean +- std over the seeds and seed by seed, what the network does with the
 corrupted and the intact training examples, and the per-seed paired difference of each method's
-final accuracy from a baseline's.
+final accuracy from a baseline's; a choice among methods by validation accuracy (never the
+test set); each run's wall time and command line.
 
 ::
 
@@ -157,17 +158,84 @@ def paired_table(groups, baseline):
     return "\n".join(lines)
 
 
-def write_report(groups, out_dir, baseline=None):
-    """``seeds.md`` (:func:`markdown_table`, and :func:`paired_table` against ``baseline`` if
-    given) and ``seeds.png`` (:func:`tinydm.plot.cifar_seed_curves`) in ``out_dir``; returns
-    the paths."""
+def runs_table(groups):
+    """Markdown: one row per run (method, seed): its status, the iterations done of those
+    planned, wall time (training and evaluations), milliseconds per training iteration and
+    minutes of evaluation; then each run's command line (:meth:`Config.command`)."""
+    from .settings import Config
+
+    lines = ["| method | seed | status | iterations | wall time | per iteration | evaluations |",
+             "|---|---|---|---|---:|---:|---:|"]
+    commands = []
+    for label, group in groups.items():
+        for seed, run in sorted(group.items()):
+            t = run["timing"]
+            lines.append(f"| {label} | {seed} | {run['status']} | {t['iterations_done']} of "
+                         f"{run['config']['iterations']} | {t['wall_seconds'] / 3600:.2f} h | "
+                         f"{t['step_ms']:.0f} ms | {t['eval_seconds'] / 60:.1f} min |")
+            commands.append(Config.from_dict(run["config"]).command())
+    return "\n".join(lines + ["", "```", *commands, "```"])
+
+
+def validation_choice(groups, candidates, seed):
+    """Choose among the ``candidates`` (method labels) the one whose run with ``seed`` has the
+    highest best validation accuracy (over its evaluations), on finished runs only: the test
+    set plays no part. Returns ``(chosen label or None, {label: (best validation accuracy, its
+    iteration, last validation accuracy, status)})``; None while a candidate's run is missing
+    (not started, or a label that names no method) or unfinished."""
+    scores = {}
+    for label in candidates:
+        run = groups.get(label, {}).get(seed)
+        if run is None:
+            continue
+        evals = [e for e in run["history"]["evals"] if e.get("val_accuracy") is not None]
+        if not evals:
+            raise ValueError(f"cifar seeds: the run of {label} with seed {seed} has no "
+                             f"validation split (val_per_class or val_fraction)")
+        best = max(evals, key=lambda e: e["val_accuracy"])  # the first of equal ones
+        scores[label] = (best["val_accuracy"], best["iteration"], evals[-1]["val_accuracy"],
+                         run["status"])
+    ready = len(scores) == len(candidates) and all(s[3] == "done" for s in scores.values())
+    chosen = max(scores, key=lambda k: scores[k][0]) if ready else None
+    return chosen, scores
+
+
+def validation_table(groups, candidates, seed):
+    """Markdown: the candidates' validation accuracy with ``seed`` (best, where, last) and the
+    choice of :func:`validation_choice`, or why there is none yet."""
+    chosen, scores = validation_choice(groups, candidates, seed)
+    lines = [f"| candidate (seed {seed}) | validation best | at iteration | validation last | "
+             f"status |", "|---|---:|---:|---:|---|"]
+    for label in candidates:
+        if label in scores:
+            best, it, last, status = scores[label]
+            mark = " (chosen)" if label == chosen else ""
+            lines.append(f"| {label}{mark} | {_pct(best)} | {it} | {_pct(last)} | {status} |")
+        else:
+            lines.append(f"| {label} | | | | not run |")
+    if chosen is None:
+        waiting = [c for c in candidates if c not in scores or scores[c][3] != "done"]
+        lines += ["", f"Not chosen yet: {', '.join(waiting)} not finished with seed {seed}."]
+    else:
+        lines += ["", f"Chosen by validation accuracy: {chosen}."]
+    return "\n".join(lines)
+
+
+def write_report(groups, out_dir, baseline=None, candidates=(), choice_seed=123):
+    """``seeds.md`` and ``seeds.png`` in ``out_dir``; returns the paths. ``seeds.md``:
+    :func:`markdown_table`, :func:`paired_table` against ``baseline`` if given,
+    :func:`validation_table` of the ``candidates`` (method labels) with ``choice_seed`` if
+    any, and :func:`runs_table`; ``seeds.png``: :func:`tinydm.plot.cifar_seed_curves`."""
     from ... import plot
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    text = markdown_table(groups) + "\n"
+    parts = [markdown_table(groups)]
     if baseline is not None:
-        text += "\n" + paired_table(groups, baseline) + "\n"
+        parts.append(paired_table(groups, baseline))
+    if candidates:
+        parts.append(validation_table(groups, candidates, choice_seed))
+    parts.append(runs_table(groups))
     table = out / "seeds.md"
-    table.write_text(text)
+    table.write_text("\n\n".join(parts) + "\n")
     return [table] + plot.save(plot.cifar_seed_curves(groups), out, "seeds", formats=("png",))

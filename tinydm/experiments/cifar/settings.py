@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import shlex
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ...data import transforms
@@ -20,6 +21,8 @@ SUBSET_ORDERS = ("random", "first")
 DEFAULT_MILESTONES = (0.5, 22 / 30)
 #: Config fields a resumed run may change: they do not change what is computed.
 RESUMABLE = ("iterations", "device", "data_dir", "download", "out_dir")
+#: The options of examples/cifar_resnet.py whose names are not their Config field's.
+OPTIONS = {"synthetic_sizes": "--synthetic-size", "out_dir": "--out"}
 
 
 @dataclass(frozen=True)
@@ -130,3 +133,29 @@ class Config(Settings):
         noise_part = "clean" if self.noise == "none" or self.noise_rate == 0 else \
             f"{self.noise}{self.noise_rate:g}"
         return f"{self.dataset}_resnet{self.depth}_{noise_part}_{self.loss}{params}_seed{self.seed}"
+
+    def command(self, program="python examples/cifar_resnet.py"):
+        """The command line that runs these settings: ``program`` with an option for every
+        setting that is not its default, and the seed (a loss parameter ``per_class`` is
+        ``--per-class``, ``lam`` is ``--lam``); ``data_seed`` equal to ``seed`` is left out, as
+        it is the default."""
+        default, words = Config(), shlex.split(program)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "loss_params":
+                for k, v in value.items():
+                    words += [f"--{k.replace('_', '-')}"] + ([] if v is True else [f"{v:g}"])
+                continue
+            if f.name != "seed" and (value == getattr(default, f.name) or
+                                     (f.name == "data_seed" and value == self.seed)):
+                continue
+            option = OPTIONS.get(f.name, f"--{f.name.replace('_', '-')}")
+            if value is True:
+                words.append(option)
+            elif isinstance(value, (tuple, list)):
+                words += [option, *(f"{v:g}" if isinstance(v, float) else str(v) for v in value)]
+            else:
+                words += [option, f"{value:g}" if isinstance(value, float) else str(value)]
+        # "~/..." stays expandable by the shell
+        return " ".join("~/" + shlex.quote(w[2:]) if w.startswith("~/") else shlex.quote(w)
+                        for w in words)

@@ -114,7 +114,8 @@ def run(config, resume=False, overwrite=False, progress=True, figures=True, data
     ``resume``: continue from ``out_dir/checkpoint.npz`` if it exists (else start afresh),
     with the checkpoint's thread counts; without it, an existing checkpoint is an error unless
     ``overwrite``. ``out_dir`` is claimed before the data load (runner.output_folder: writable,
-    locked until the run ends, and holding no run of other settings unless ``overwrite``). ``dataset``: a :class:`tinydm.data.cifar.CifarData` to use instead of
+    locked until the run ends, and holding no run of other settings unless ``overwrite``).
+    ``dataset``: a :class:`tinydm.data.cifar.CifarData` to use instead of
     loading ``config.dataset``. A run whose loss or weights become non-finite stops there: its
     record gets ``"status": "diverged"`` and ``summary["diverged_by"]`` (the iteration), the
     last checkpoint (before it) is kept.

@@ -339,3 +339,22 @@ def test_the_example_grids_are_valid(path):
     grid = sweep.load_grid(path)
     jobs = sweep.plan(grid)
     assert len(jobs) == len(grid.cells()) and len({j.name for j in jobs}) == len(jobs)
+
+
+def test_the_protocol_m_grid_is_the_protocol_of_the_committed_records():
+    """examples/grids/cifar10_protocol_m.toml plans the twelve runs of protocol M
+    (docs/results.md), and every committed protocol M record has exactly the settings of one
+    of its cells: a cluster running the grid runs what the records ran."""
+    grid = sweep.load_grid(ROOT / "examples" / "grids" / "cifar10_protocol_m.toml")
+    jobs = sweep.plan(grid)
+    methods = sorted((j.settings["loss"], tuple(sorted(j.settings["loss_params"].items())),
+                      j.settings["seed"]) for j in jobs)
+    assert len(jobs) == 12
+    assert sum(m[0] == "cce" for m in methods) == sum(m[0] == "gce" for m in methods) == 3
+    assert sum(m[0] == "dm" and m[2] == 123 for m in methods) == 4  # 3 grid + per_class
+    records = sorted((ROOT / "docs" / "results" / "cifar" / "m" / "runs").glob("*.json"))
+    assert records, "no committed protocol M records"
+    adapter = sweep.get_adapter("cifar")
+    for path in records:
+        settings = adapter.settings_of(runner.read_record(path, "cifar"))
+        assert any(j.settings == settings for j in jobs), f"{path.name}: no cell of the grid"

@@ -150,6 +150,7 @@ def cifar_seed_curves(groups, style="paper"):
                 if n:
                     mean = np.mean([v[:n] for _, v in curves], axis=0)
                     ax.plot(curves[0][0][:n], scale * mean, color=colour, ls=ls, lw=2.6,
+                            marker="o", ms=3.5,  # a run's first evaluation shows as a dot
                             label=f"{label} ({len(group)} seed{'s' * (len(group) > 1)})"
                             if ax is axes[0] else None)
     for ax, _, scale, ylabel in panels:
@@ -157,6 +158,6 @@ def cifar_seed_curves(groups, style="paper"):
         ax.set_ylabel(ylabel)
         ax.set_ylim(0, 100 if scale == 100 else 1)
     first = next(iter(next(iter(groups.values())).values()))
-    axes[1].set_title(runs_title([(None, first, None)]))
+    fig.suptitle(runs_title([(None, first, None)]))  # above all three: long for one panel
     legend_right(axes[2], handles=axes[0].get_legend_handles_labels()[0])
     return fig

@@ -247,6 +247,13 @@ def outcome(record):
                       for e in evals_of(record)]}
 
 
+def mean_std(values):
+    """Mean and sample standard deviation (ddof = 1; 0 for a single value) of several runs'
+    numbers (seeds): what every experiment's tables report."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else 0.0
+
+
 # ----------------------------------------------------------------------------------------------
 # The output folder and the process of a run (docs/reliability.md)
 # ----------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
+from ..runner import mean_std
 
 #: Config keys that may differ between the seeds of one method.
 PER_SEED = ("seed", "data_seed", "out_dir", "data_dir", "download", "device", "iterations")
@@ -76,12 +76,6 @@ def seed_values(group):
         for name, v in values.items():
             out.setdefault(name, {})[seed] = v
     return out
-
-
-def mean_std(values):
-    """Mean and sample standard deviation (0 for one value) of a list."""
-    a = np.asarray(values, dtype=float)
-    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
 
 
 def _pct(v):

@@ -7,9 +7,7 @@ import os
 import time
 from dataclasses import dataclass
 
-import numpy as np
-
-from ..runner import die_with_parent, output_folder
+from ..runner import die_with_parent, mean_std, output_folder
 from .protocol import COLUMNS, FLAG_POINTS, METHODS, ROW_KEYS, SEEDS, paper_value, row
 from .training import load_record, run_one
 from .settings import RunSettings, folder_settings, table_settings
@@ -141,12 +139,6 @@ def _terminate(pool):
     for process in list((getattr(pool, "_processes", None) or {}).values()):
         process.terminate()
     pool.shutdown(wait=True, cancel_futures=True)
-
-
-def mean_std(values):
-    """Mean and sample standard deviation (ddof = 1; 0 for a single value)."""
-    values = np.asarray(values, dtype=np.float64)
-    return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else 0.0
 
 
 def settings_of(record):

@@ -10,8 +10,7 @@ import math
 import os
 from pathlib import Path
 
-import numpy as np
-
+from ..runner import mean_std
 from .cells import accuracy, text
 from .grid import SEED, TABLE_AXES, TITLE_SETTINGS
 
@@ -24,13 +23,6 @@ def first_line_of_error(error):
 
 def _sort_key(value):
     return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))
-
-
-def _mean_std(values):
-    if not values:
-        return None, None
-    a = np.asarray(values, dtype=np.float64)
-    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
 
 
 def summarise(sweep):
@@ -60,8 +52,9 @@ def summarise(sweep):
         cell["best"].append(100 * best)
     for group in groups.values():
         for cell in group["cells"].values():
-            cell["final_mean"], cell["final_std"] = _mean_std(cell["final"])
-            cell["best_mean"], cell["best_std"] = _mean_std(cell["best"])
+            for key in ("final", "best"):  # a cell without records: no numbers
+                cell[f"{key}_mean"], cell[f"{key}_std"] = (mean_std(cell[key]) if cell[key]
+                                                           else (None, None))
         for i, axis in enumerate(("lams", "betas")):
             group[axis] = sorted({at[i] for at in group["cells"]},
                                  key=lambda v: _sort_key(-math.inf if v is None else v))

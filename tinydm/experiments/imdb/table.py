@@ -3,6 +3,7 @@ summarised per cell over the seeds, beside the paper's numbers."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -76,11 +77,9 @@ def run_table(features, rows=ROW_KEYS, methods=COLUMNS, seeds=SEEDS, out_dir="ru
     started = time.perf_counter()
     all_settings = [s.replace(features=features.fingerprint)
                     for s in table_settings(rows, methods, seeds, lam, beta, **protocol)]
-    if not all_settings:
-        return _run_runs(all_settings, features, out_dir, jobs, force, log, progress, overwrite,
-                         started)
-    with output_folder(out_dir, folder_settings(all_settings[0], lam, beta), overwrite,
-                       what="table"):
+    claim = (output_folder(out_dir, folder_settings(all_settings[0], lam, beta), overwrite,
+                           what="table") if all_settings else contextlib.nullcontext())
+    with claim:  # an empty table has no settings to claim a folder with
         return _run_runs(all_settings, features, out_dir, jobs, force, log, progress, overwrite,
                          started)
 

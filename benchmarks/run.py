@@ -45,29 +45,20 @@ import datetime
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.abspath(__file__)
-STRIPPED = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # forced kernel choices, removed
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TINYDM_NUM_THREADS")
-PARTS = ("steps", "concurrent", "memory", "ops")
-WARMUP_SECONDS = 0.5  # a child warms up for --warmup steps and this long (or its window)
-PROBE_INTERVAL = 0.005  # seconds between two looks at /proc/PID/task
+if HERE not in sys.path:  # cases.py, child.py and report.py sit beside this file
+    sys.path.insert(0, HERE)
+import child  # noqa: E402
+from child import STRIPPED, THREAD_VARS, WARMUP_SECONDS, watch_threads  # noqa: E402
+from report import blas_kernels, fmt_loads, markdown, write_atomically  # noqa: E402
 
-# Targets of issue 13: ratios tinydm / PyTorch (None: at any thread count).
-TARGETS = {
-    ("cpu", "step", "resnet20", None): 1.2,
-    ("cpu", "step", "resnet56", None): 1.2,
-    ("cpu", "step", "mlp_imdb", 1): 0.8,
-    ("cpu", "memory", "resnet56", None): 2.0,
-    ("cuda", "step", "resnet56", None): 2.0,   # at least half of PyTorch CUDA's throughput
-}
+PARTS = ("steps", "concurrent", "memory", "ops")
 
 
 def parse_args(argv=None):
@@ -124,181 +115,6 @@ def parse_args(argv=None):
     return args
 
 
-# --- a child: one framework, one sample ----------------------------------------------------------
-def import_torch(args):
-    import torch
-    torch.set_num_threads(args.threads[0])
-    if args.device == "cuda":  # float32 against float32: no TF32 tensor-core shortcuts
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cudnn.benchmark = True  # PyTorch's fastest kernels for fixed shapes
-    return torch
-
-
-def step_case(args, name):
-    import cases
-    case = dict(cases.STEP_CASES[name])
-    if args.batch and case["kind"] == "resnet":
-        case["batch"] = args.batch
-    return case
-
-
-def make_sync(framework, device):
-    """``sync()``: wait for the device's queued work (kernels run asynchronously on a GPU, the
-    host clock alone would time only their launches); nothing on the CPU."""
-    if device == "cpu":
-        return lambda: None
-    if framework == "tinydm":
-        import cupy
-        return cupy.cuda.get_current_stream().synchronize
-    import torch
-    return torch.cuda.synchronize
-
-
-def warm_up(fn, steps, seconds=WARMUP_SECONDS):
-    start = time.perf_counter()
-    done = 0
-    while done < steps or time.perf_counter() - start < seconds:
-        fn()
-        done += 1
-
-
-def time_window(fn, sync, seconds, min_calls):
-    """Seconds per call of ``fn``, timed over at least ``seconds`` and ``min_calls`` calls."""
-    sync()
-    start = time.perf_counter()
-    calls = 0
-    while calls < min_calls or time.perf_counter() - start < seconds:
-        fn()
-        calls += 1
-    sync()
-    return (time.perf_counter() - start) / calls, calls
-
-
-def wait_for_go():
-    """Tell the parent this child is warm, then wait for its go: children that run together
-    start their timed windows together."""
-    print("ready", flush=True)
-    if sys.stdin.readline().strip() != "go":
-        raise SystemExit("benchmark child: no go from the parent")
-
-
-def child_info(args, torch):
-    """What this process ran with: versions, threads, the BLAS libraries and kernels."""
-    import numpy as np
-
-    import tinydm
-    from tinydm import backend
-    info = {"framework": args.framework, "threads": args.threads[0], "numpy": np.__version__,
-            "tinydm": tinydm.__version__, "tinydm_threads": backend.get_num_threads(),
-            "environment": {k: os.environ.get(k) for k in STRIPPED + THREAD_VARS},
-            "blas": blas_info(args.threads[0]), "os_threads_after": _task_count("self")}
-    if torch is not None:
-        # PyTorch's own BLAS is linked into libtorch, out of threadpoolctl's sight: its build
-        # says which, and oneDNN (mkldnn) runs its convolutions
-        built = re.search(r"BLAS_INFO=([^,\s]+)", torch.__config__.show())
-        info.update(torch=torch.__version__, torch_threads=torch.get_num_threads(),
-                    torch_interop_threads=torch.get_num_interop_threads(),
-                    torch_blas=built.group(1) if built else "unknown",
-                    torch_mkldnn=torch.backends.mkldnn.is_available())
-    if args.device == "cuda":
-        if args.framework == "tinydm":
-            import cupy
-            info.update(cupy=cupy.__version__,
-                        gpu=cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(),
-                        cupy_tf32=os.environ.get("CUPY_TF32", "unset"))
-        else:
-            info.update(gpu=torch.cuda.get_device_name(0), torch_cuda=torch.version.cuda)
-    return info
-
-
-def blas_info(threads):
-    """threadpoolctl's report of the BLAS and OpenMP libraries loaded, after limiting the BLAS to
-    this child's threads (the environment variables already did; this checks they took)."""
-    try:
-        import threadpoolctl
-    except ImportError:
-        return "threadpoolctl not installed: limited by the environment variables only"
-    threadpoolctl.threadpool_limits(threads, user_api="blas")
-    return [{k: lib.get(k) for k in ("user_api", "internal_api", "version", "architecture",
-                                     "num_threads", "threading_layer", "prefix")}
-            for lib in threadpoolctl.threadpool_info()]
-
-
-def child_main(args):
-    import numpy  # noqa: F401  (loads OpenBLAS before threadpoolctl looks for it)
-    torch = import_torch(args) if args.framework == "torch" else None
-    import cases
-    make = {"tinydm": (cases.tinydm_step, cases.tinydm_op),
-            "torch": (cases.torch_step, cases.torch_op)}[args.framework]
-    sync = make_sync(args.framework, args.device)
-    if args.child == "memory":
-        result = memory_sample(make[0](step_case(args, args.case), args.device), args)
-    elif args.child == "step":
-        case = step_case(args, args.case)
-        step = make[0](case, args.device)
-        warm_up(step, args.warmup, min(WARMUP_SECONDS, args.sample_seconds))
-        wait_for_go()
-        seconds, steps = time_window(step, sync, args.sample_seconds, args.min_steps)
-        result = {"step_seconds": seconds, "steps": steps, "batch": case["batch"],
-                  "images_per_second": case["batch"] / seconds}
-    else:
-        result = {}
-        for name, (kind, params) in selected_ops(args).items():
-            fn = make[1](kind, params, args.device)
-            if fn is not None:  # None: PyTorch has no such op
-                warm_up(fn, args.warmup, min(WARMUP_SECONDS, args.op_seconds))
-                result[name] = time_window(fn, sync, args.op_seconds, 1)[0]
-        result = {"op_seconds": result}
-    print(json.dumps({"result": result, "info": child_info(args, torch)}), flush=True)
-
-
-def selected_ops(args):
-    import cases
-    return {name: op for name, op in cases.op_cases(args.batch or 128).items()
-            if not args.ops or any(name.startswith(p) for p in args.ops)}
-
-
-def memory_sample(step, args):
-    """The memory a few training steps need: the peak resident set size during the steps minus
-    the resident size just before them, model, data and optimiser already built. The peak is
-    Linux's VmHWM, reset just before the steps (``ru_maxrss`` would not do: it keeps the
-    parent's size from before ``exec``). For tinydm also the peak of NumPy's own allocations,
-    which NumPy reports to tracemalloc (the data arrays, without the interpreter and libraries).
-    On a GPU: CuPy's memory pool size and PyTorch's max_memory_allocated."""
-    import tracemalloc
-
-    rss_before = _status_bytes("VmRSS")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # resets VmHWM to the current resident size
-    tracemalloc.start()
-    for _ in range(args.memory_steps):
-        step()
-    traced_peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    peak = _status_bytes("VmHWM")
-    mib = 2 ** 20
-    result = {"rss_before_mib": rss_before / mib, "rss_peak_mib": peak / mib,
-              "peak_delta_mib": (peak - rss_before) / mib, "steps": args.memory_steps}
-    if args.framework == "tinydm":
-        result["numpy_traced_peak_mib"] = traced_peak / mib
-    if args.device == "cuda":
-        if args.framework == "tinydm":
-            import cupy
-            result["gpu_pool_mib"] = cupy.get_default_memory_pool().total_bytes() / mib
-        else:
-            import torch
-            result["gpu_max_allocated_mib"] = torch.cuda.max_memory_allocated() / mib
-    return result
-
-
-def _status_bytes(field):
-    """A memory size from /proc/self/status (Linux), in bytes."""
-    with open("/proc/self/status") as f:
-        line = next(line for line in f if line.startswith(field + ":"))
-    return int(line.split()[1]) * 1024
-
-
 # --- the parent: spawning children ---------------------------------------------------------------
 def child_environment(threads):
     """This process's environment without STRIPPED, with every thread count set to ``threads``;
@@ -351,50 +167,6 @@ def run_children(args, specs, probe=False):
     return results
 
 
-def watch_threads(procs):
-    """{pid: counts} while the processes run: the most threads seen, and the mean and most of
-    those running or runnable (state R in /proc/PID/task/TID/stat). Linux only."""
-    seen = {p.pid: [] for p in procs}
-    while any(p.poll() is None for p in procs):
-        for p in procs:
-            states = _task_states(p.pid)
-            if states:
-                seen[p.pid].append((len(states), states.count("R")))
-        time.sleep(PROBE_INTERVAL)
-    out = {}
-    for pid, looks in seen.items():
-        if not looks:
-            out[pid] = None
-            continue
-        running = [r for _, r in looks]
-        out[pid] = {"threads_max": max(t for t, _ in looks), "running_mean":
-                    statistics.fmean(running), "running_max": max(running), "looks": len(looks)}
-    return out
-
-
-def _task_states(pid):
-    """The scheduler state letter of each thread of ``pid`` ([] when it cannot be read)."""
-    states = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return states
-    for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                states.append(f.read().rsplit(")", 1)[1].split()[0])  # after "(comm)"
-        except (OSError, IndexError):
-            pass
-    return states
-
-
-def _task_count(pid):
-    try:
-        return len(os.listdir(f"/proc/{pid}/task"))
-    except OSError:
-        return None
-
-
 # --- the parent: the four parts ------------------------------------------------------------------
 def paired(frameworks, round_fn, rounds):
     """``round_fn(framework) -> sample`` for each framework, round after round, the order
@@ -434,7 +206,7 @@ def run_steps(args, frameworks, infos):
             seconds = {fw: [x["result"]["step_seconds"] for x in s] for fw, s in samples.items()}
             entry = compare(seconds) | {"samples": seconds}
             entry["batch"] = samples[frameworks[0]][0]["result"]["batch"]
-            entry["blas"] = {fw: _kernels(s[0]["info"]["blas"]) for fw, s in samples.items()}
+            entry["blas"] = {fw: blas_kernels(s[0]["info"]["blas"]) for fw, s in samples.items()}
             entry["tinydm_threads"] = {fw: s[0]["info"]["tinydm_threads"]
                                        for fw, s in samples.items()}
             if args.probe and os.path.isdir("/proc/self/task"):
@@ -495,14 +267,6 @@ def run_ops(args, frameworks):
     return results
 
 
-def _kernels(blas):
-    """'openblas 0.3.31 SkylakeX' for each BLAS library a child reported."""
-    if not isinstance(blas, list):
-        return blas
-    return ", ".join(f"{lib['internal_api']} {lib['version']} {lib['architecture'] or ''}".strip()
-                     for lib in blas if lib["user_api"] == "blas") or "none found"
-
-
 def portable_command(argv):
     """The command line as a reader can reuse it: the home folder as ``~``, paths in the
     repository relative to it (no machine's absolute paths in committed results)."""
@@ -550,174 +314,10 @@ def torch_available(args):
     return subprocess.run([sys.executable, "-c", check], capture_output=True).returncode == 0
 
 
-# --- reporting ------------------------------------------------------------------------------------
-def fmt_time(s):
-    return f"{s * 1e6:.0f} us" if s < 1e-3 else f"{s * 1e3:.1f} ms" if s < 1 else f"{s:.2f} s"
-
-
-def fmt_spread(m, fmt=fmt_time):
-    return f"{fmt(m['median'])} ({fmt(m['q1'])}-{fmt(m['q3'])})"
-
-
-def fmt_ratio(m):
-    return f"**{m['median']:.2f}** ({m['q1']:.2f}-{m['q3']:.2f})"
-
-
-def verdict(device, part, name, threads, ratio):
-    target = TARGETS.get((device, part, name, threads), TARGETS.get((device, part, name, None)))
-    if target is None or ratio is None:
-        return ""
-    return f"<= {target:g}: {'met' if ratio <= target else 'NOT met'}"
-
-
-def _per_threads(results):
-    """(case, threads, result) of a part's {case: {threads: result}}."""
-    return [(name, threads, r) for name, per_threads in results.items()
-            for threads, r in per_threads.items()]
-
-
-def _table(header, rows):
-    """A markdown table: the header's cells, then each row's."""
-    lines = [header, ["---"] * len(header)] + rows
-    return "\n".join("| " + " | ".join(map(str, cells)) + " |" for cells in lines)
-
-
-def steps_table(results, device):
-    return _table(["case", "threads", "tinydm median (IQR)", "PyTorch median (IQR)",
-                   "ratio tinydm/PyTorch (IQR)", "target"],
-                  [[f"{name} (batch {r['batch']})", threads, fmt_spread(r["tinydm"]),
-                    fmt_spread(r["torch"]) if "torch" in r else "-",
-                    fmt_ratio(r["ratio"]) if "ratio" in r else "-",
-                    verdict(device, "step", name, int(threads),
-                            r["ratio"]["median"] if "ratio" in r else None)]
-                   for name, threads, r in _per_threads(results)])
-
-
-def threads_table(results):
-    return _table(["case", "threads set", "framework", "OS threads",
-                   "running or runnable: mean, most"],
-                  [[name, threads, fw] + ([seen["threads_max"],
-                                           f"{seen['running_mean']:.2f}, {seen['running_max']}"]
-                                          if seen else ["-", "-"])
-                   for name, threads, r in _per_threads(results)
-                   for fw, seen in r.get("os_threads", {}).items()])
-
-
-def concurrent_table(results):
-    def ips(value):
-        return f"{value:.0f}"
-    return _table(["case", "framework", "N one-thread runs together: images/s in total (IQR)",
-                   "one N-thread run: images/s (IQR)", "together / one (IQR)"],
-                  [[f"{name} (N = {r['runs']})", fw,
-                    fmt_spread(s["together_images_per_second"], ips),
-                    fmt_spread(s["single_images_per_second"], ips),
-                    fmt_ratio(s["together_over_single"])]
-                   for name, r in results.items() for fw, s in r["frameworks"].items()])
-
-
-def memory_table(results, device):
-    return _table(["case", "threads", "tinydm peak (NumPy arrays)", "PyTorch peak", "ratio",
-                   "target"],
-                  [[name, threads, f"{_mib(r['tinydm']['peak_delta_mib'])} "
-                    f"({_mib(r['tinydm']['numpy_traced_peak_mib'])})",
-                    _mib(r["torch"]["peak_delta_mib"]) if "torch" in r else "-",
-                    f"**{r['ratio']:.2f}**" if "ratio" in r else "-",
-                    verdict(device, "memory", name, int(threads), r.get("ratio"))]
-                   for name, threads, r in _per_threads(results)])
-
-
-def ops_table(results):
-    return _table(["op", "threads", "tinydm median (IQR)", "PyTorch median (IQR)", "ratio (IQR)"],
-                  [[name, threads, fmt_spread(r["tinydm"]),
-                    fmt_spread(r["torch"]) if "torch" in r else "-",
-                    fmt_ratio(r["ratio"]) if "ratio" in r else "-"]
-                   for threads, per_op in results.items() for name, r in per_op.items()])
-
-
-def _mib(value):
-    return f"{value:.0f} MiB"
-
-
-def _loads(values):
-    return ", ".join(f"{v:.2f}" for v in values)
-
-
-def markdown(report):
-    m, s = report["machine"], report["settings"]
-    children = report["children"]
-    versions = [f"Python {m['python']}", f"NumPy {children['tinydm']['numpy']}",
-                f"tinydm {children['tinydm']['tinydm']}",
-                f"PyTorch {children['torch']['torch']}" if "torch" in children
-                else "PyTorch not installed (tinydm alone)"]
-    versions += [f"CuPy {children['tinydm']['cupy']}"] if "cupy" in children["tinydm"] else []
-    blas = f"tinydm: {_kernels(children['tinydm']['blas'])}"
-    if "torch" in children:
-        t = children["torch"]
-        blas += (f"; PyTorch: {t['torch_blas']} inside libtorch, oneDNN "
-                 f"{'on' if t['torch_mkldnn'] else 'off'}, {t['torch_threads']} threads "
-                 f"(its process's NumPy: {_kernels(t['blas'])})")
-    removed = m["environment_removed"]
-    parts = [
-        f"# tinydm benchmark, {m['date']}",
-        "",
-        f"- command: `{m['command']}`",
-        f"- machine: {m['cpu']}, {m['cores']} cores; {m['platform']}"
-        + (f"; GPU {children['tinydm']['gpu']}" if "gpu" in children["tinydm"] else ""),
-        f"- load average (1, 5, 15 min) before: {_loads(m['load_average_before'])}; "
-        f"after: {_loads(m['load_average_after'])}; scheduling: {m['scheduling']}",
-        f"- versions: {', '.join(versions)}",
-        f"- BLAS (threadpoolctl, in the children): {blas}",
-        f"- children's environment: {', '.join(removed) or 'nothing'} removed "
-        f"({', '.join(f'{k}={v}' for k, v in removed.items()) or 'none was set'}); "
-        f"{', '.join(m['environment_set'])} set to the thread count",
-        f"- {s['rounds']} paired rounds, a fresh process per framework and sample; a step sample "
-        f"times at least {s['sample_seconds']:g} s and {s['min_steps']} steps after "
-        f"{s['warmup']} warm-up steps (and {min(WARMUP_SECONDS, s['sample_seconds']):g} s); "
-        "medians with the "
-        "interquartile range; the ratio is the median of the rounds' ratios",
-    ]
-    if "steps" in report:
-        parts += ["", "## Training steps", "", steps_table(report["steps"], m["device"])]
-        if any("os_threads" in r for per in report["steps"].values() for r in per.values()):
-            parts += ["", "### OS threads during the steps", "",
-                      f"Read from /proc/PID/task every {PROBE_INTERVAL * 1e3:g} ms in a separate "
-                      "process per row: the threads that exist, and those running or waiting "
-                      "for a core (state R). More running than cores is oversubscription.", "",
-                      threads_table(report["steps"])]
-    if "concurrent" in report:
-        parts += ["", "## Concurrent runs", "",
-                  "N one-thread runs of a framework started together (their timed windows "
-                  "begin at the same moment), their images per second in total, beside one "
-                  "N-thread run in the same round.", "", concurrent_table(report["concurrent"])]
-    if "memory" in report:
-        parts += ["", "## Peak memory of a training step", "",
-                  "Peak resident memory during the steps minus the resident memory just before "
-                  "them (model, data and optimiser built), each in a fresh process; in brackets "
-                  "the peak of NumPy's own allocations (tracemalloc).", "",
-                  memory_table(report["memory"], m["device"])]
-    if "ops" in report:
-        parts += ["", "## Single ops, forward + backward", "", ops_table(report["ops"])]
-    return "\n".join(parts) + "\n"
-
-
-def write_atomically(path, text):
-    """Write ``text`` to ``path`` through a temporary file in the same folder, then check it."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    with open(path) as f:
-        if f.read() != text:
-            raise OSError(f"benchmark: {path} does not read back as written")
-
-
 def main(argv=None):
     args = parse_args(argv)
-    sys.path.insert(0, HERE)
     if args.child:
-        return child_main(args)
+        return child.main(args)
     import cases
     args.cases = args.cases or list(cases.STEP_CASES)
     unknown = set(args.cases) - set(cases.STEP_CASES)
@@ -731,7 +331,7 @@ def main(argv=None):
                   "concurrent_runs", "memory_steps", "batch", "quick", "only", "cases")}}
     m = report["machine"]
     print(f"tinydm benchmark on {m['cpu']}, threads {args.threads}, frameworks {frameworks}, "
-          f"{args.rounds} rounds; load average {_loads(m['load_average_before'])}", flush=True)
+          f"{args.rounds} rounds; load average {fmt_loads(m['load_average_before'])}", flush=True)
     infos = {}
     if "steps" in args.only:
         report["steps"] = run_steps(args, frameworks, infos)

@@ -456,6 +456,12 @@ def test_seed_report_groups_methods_and_pairs_seeds(seed_runs, tmp_path, capsys)
     assert "| CCE | 1, 2 | " in table[2]
     assert f"{100 * mean:.1f} ± {100 * sd:.1f} ({100 * final[0]:.1f}, {100 * final[1]:.1f})" \
         in table[2]
+    # an unfinished run is a row of its own, never averaged with finished ones
+    going = json.loads(json.dumps(runs[1]))
+    going["status"] = "running"
+    table = cifar.seeds.markdown_table({"CCE": {1: runs[0], 2: going}}).splitlines()
+    assert table[2].startswith(f"| CCE | 1 | {100 * runs[0]['summary']['test_accuracy_best']:.1f}")
+    assert table[3].startswith("| CCE (running) | 2 | ") and len(table) == 4
     groups_again = cifar_report.main(["--seeds", *(str(root / f) for f in ("cce1", "cce2",
                                       "dm1", "dm2")), "--baseline", "CCE", "--out",
                                       str(tmp_path)])

@@ -94,12 +94,19 @@ def markdown_table(groups):
     """One row per method: test accuracy best, final and final - best; the corrupted training
     examples predicted as their given (wrong) label (memorisation); the intact examples'
     accuracy; mean ``p_i`` of the given label on the clean and on the corrupted examples. Each
-    cell is ``mean ± std (seed, seed, ...)`` over the seeds, in % (``p_i`` as fractions)."""
+    cell is ``mean ± std (seed, seed, ...)`` over the seeds, in % (``p_i`` as fractions).
+    Unfinished runs get a row of their own, "(running)", at the iterations they have reached:
+    a mean over a finished run and one halfway would be neither's number."""
     columns = ("best", "final", "final - best", "corrupted as given label", "intact accuracy")
     lines = ["| method | seeds | test best | test final | final - best | corrupted predicted as "
              "given label | intact accuracy | mean p_i clean / corrupted | iterations |",
              "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    rows = {}
     for label, group in groups.items():
+        for seed, run in group.items():
+            row = label if run["status"] == "done" else f"{label} (running)"
+            rows.setdefault(row, {})[seed] = run
+    for label, group in rows.items():
         v = seed_values(group)
         p = _cell(v["p_i clean"], lambda x: f"{x:.3f}") + " / " + \
             _cell(v["p_i corrupted"], lambda x: f"{x:.3f}")

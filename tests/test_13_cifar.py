@@ -462,6 +462,9 @@ def test_seed_report_groups_methods_and_pairs_seeds(seed_runs, tmp_path, capsys)
     table = cifar.seeds.markdown_table({"CCE": {1: runs[0], 2: going}}).splitlines()
     assert table[2].startswith(f"| CCE | 1 | {100 * runs[0]['summary']['test_accuracy_best']:.1f}")
     assert table[3].startswith("| CCE (running) | 2 | ") and len(table) == 4
+    paired = cifar.seeds.paired_table({"CCE": {1: runs[0], 2: going},
+                                       "DM": {1: runs[2], 2: runs[3]}}, "CCE").splitlines()
+    assert paired[2].startswith("| DM | 1 | ") and paired[3].startswith("| DM (running) | 2 | ")
     groups_again = cifar_report.main(["--seeds", *(str(root / f) for f in ("cce1", "cce2",
                                       "dm1", "dm2")), "--baseline", "CCE", "--out",
                                       str(tmp_path)])

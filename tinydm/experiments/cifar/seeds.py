@@ -147,10 +147,17 @@ def paired_differences(groups, baseline):
 def paired_table(groups, baseline):
     """Markdown: each method's test accuracy minus the baseline's, seed by seed (same seed: same
     noisy labels, same initial weights and batch order), final and best, and their mean ± std,
-    in percentage points; at the last iteration both runs evaluated (:func:`paired_differences`)."""
+    in percentage points; at the last iteration both runs evaluated (:func:`paired_differences`).
+    Pairs with a run still going get a row of their own, "(running)"."""
     lines = [f"| method | seeds | at iteration | final - {baseline} final | "
              f"best - {baseline} best |", "|---|---|---|---:|---:|"]
-    for label, d in paired_differences(groups, baseline).items():
+    rows = {}
+    for label, per_seed in paired_differences(groups, baseline).items():
+        rows.setdefault(label, {})
+        for seed, d in per_seed.items():
+            done = groups[label][seed]["status"] == groups[baseline][seed]["status"] == "done"
+            rows.setdefault(label if done else f"{label} (running)", {})[seed] = d
+    for label, d in rows.items():
         if d:
             its = sorted({v[0] for v in d.values()})
             lines.append(f"| {label} | {', '.join(map(str, d))} | {', '.join(map(str, its))} | "

@@ -342,16 +342,19 @@ def test_the_example_grids_are_valid(path):
 
 
 def test_the_protocol_m_grid_is_the_protocol_of_the_committed_records():
-    """examples/grids/cifar10_protocol_m.toml plans the twelve runs of protocol M
-    (docs/results.md), and every committed protocol M record has exactly the settings of one
+    """examples/grids/cifar10_protocol_m.toml plans the fourteen runs of protocol M
+    (docs/results.md: three validation candidates on seed 123, the chosen one on 124 and 125,
+    three methods on three seeds), and every committed protocol M record has exactly the settings of one
     of its cells: a cluster running the grid runs what the records ran."""
     grid = sweep.load_grid(ROOT / "examples" / "grids" / "cifar10_protocol_m.toml")
     jobs = sweep.plan(grid)
     methods = sorted((j.settings["loss"], tuple(sorted(j.settings["loss_params"].items())),
                       j.settings["seed"]) for j in jobs)
-    assert len(jobs) == 12
+    assert len(jobs) == 14
     assert sum(m[0] == "cce" for m in methods) == sum(m[0] == "gce" for m in methods) == 3
     assert sum(m[0] == "dm" and m[2] == 123 for m in methods) == 4  # 3 grid + per_class
+    chosen = ("dm", (("beta", 8.0), ("lam", 0.5)))
+    assert [m[2] for m in methods if m[:2] == chosen] == [123, 124, 125]
     records = sorted((ROOT / "docs" / "results" / "cifar" / "m" / "runs").glob("*.json"))
     assert records, "no committed protocol M records"
     adapter = sweep.get_adapter("cifar")

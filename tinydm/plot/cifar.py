@@ -12,7 +12,11 @@ CIFAR_RUN_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56
 
 def labelled_runs(runs):
     """``[(label, results, colour)]`` from ``{label: results}`` (several runs to overlay) or one
-    run's results dict (labelled by its loss)."""
+    run's results dict (labelled by its loss). ValueError for no run at all: no figure can say
+    what it shows without one."""
+    if not runs:
+        raise ValueError(f"runs: nothing to draw, got {runs!r}; pass {{label: results}} or one "
+                         "run's results dict")
     if "history" in runs:
         runs = {runs["config"]["loss"].upper(): runs}
     return [(name, r, CIFAR_RUN_COLOURS[k % len(CIFAR_RUN_COLOURS)])

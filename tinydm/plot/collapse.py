@@ -237,7 +237,7 @@ def collapse_cifar(runs, classes=None, style="paper"):
         ax.set_xlabel("iteration")
         if k % cols == 0:
             ax.set_ylabel("% of test images")
-        if k == cols - 1:
+        if k == min(n, cols) - 1:  # the first row's last run (the only one of one run)
             ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="x-small",
                       title="class", title_fontsize="x-small")
     ess = fig.add_subplot(grid[rows - 1, :cols])
@@ -247,7 +247,7 @@ def collapse_cifar(runs, classes=None, style="paper"):
         it = [s["iteration"] for s in steps]
         ess.plot(it, [s["ess_fraction"] for s in steps], color=colour, label=name)
         top.plot(it, [max(s["class_shares"]) for s in steps], color=colour, label=name)
-    first = steps_of(runs[0][1]) if runs else []
+    first = steps_of(runs[0][1])
     top.axhline(1 / (len(first[0]["class_shares"]) if first else 10), color="k", lw=0.8,
                 ls=":")
     ess.set_ylim(0, 1.02)

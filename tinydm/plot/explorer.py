@@ -25,21 +25,12 @@ from .. import edf, losses
 from ..experiments.toy import toy_batch
 from ..files import atomic_open
 from ..tensor import Tensor
+from .edf import unique_mode
 from .style import COLOURS
 
 LAMS = tuple(np.round(np.arange(0.0, 3.0001, 0.1), 10))      # psi = lam / (lam + 1) in [0, 0.75]
 BETAS = tuple(np.round(np.arange(-10.0, 30.0001, 1.0), 10))
 QS = tuple(np.round(np.arange(0.05, 1.0001, 0.05), 10))       # GCE: q in (0, 1] (Eq. 4)
-FORMULAS = {"cce": "2(1 − p)", "mae": "2p(1 − p)", "mse": "4p(1 − p)²", "gce": "2p^q (1 − p)",
-            "dm": "exp(β p^λ (1 − p))"}  # legend text only; the curves come from tinydm.edf
-
-
-def _mode(name, **params):
-    """``psi`` where it is unique (Definition 1), else None (a flat ``w``, or two maxima)."""
-    try:
-        return edf.emphasis_mode_closed_form(name, **params)
-    except ValueError:
-        return None
 
 
 def _f32(array):
@@ -81,15 +72,15 @@ def tables(lams=LAMS, betas=BETAS, qs=QS, grid=101, batch=None, start=(0.5, 8.0,
     logits, labels, noisy = batch if batch is not None else toy_batch(n=128)
     z, y = Tensor(np.asarray(logits, np.float64), device="cpu"), Tensor(np.asarray(labels), device="cpu")
 
-    fixed = {name: {"density": _f32(edf.density(name, p)), "psi": _mode(name)}
+    fixed = {name: {"density": _f32(edf.density(name, p)), "psi": unique_mode(name)}
              for name in ("cce", "mae", "mse")}
     gce = {"density": _f32([edf.density("gce", p, q=q) for q in qs]),
-           "psi": [_mode("gce", q=q) for q in qs]}
+           "psi": [unique_mode("gce", q=q) for q in qs]}
     density, psi, shares = [], [], []
     for lam in lams:
         for beta in betas:
             density.append(edf.density("dm", p, lam=lam, beta=beta))
-            psi.append(_mode("dm", lam=lam, beta=beta))
+            psi.append(unique_mode("dm", lam=lam, beta=beta))
             shares.append(losses.details(losses.dm(z, y, lam, beta))["normalised_weights"].numpy())
     cce_dn = losses.details(losses.cce_dn(z, y))
     return {
@@ -100,7 +91,6 @@ def tables(lams=LAMS, betas=BETAS, qs=QS, grid=101, batch=None, start=(0.5, 8.0,
         "batch": {"p_i": _f32(cce_dn["p_i"].numpy()), "noisy": np.asarray(noisy, bool).tolist(),
                   "dm": _f32(shares), "cce_dn": _f32(cce_dn["normalised_weights"].numpy())},
         "colours": {k: COLOURS[k] for k in ("cce", "mae", "mse", "gce", "dm", "noisy", "clean")},
-        "formulas": FORMULAS,
     }
 
 

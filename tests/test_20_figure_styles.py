@@ -71,6 +71,8 @@ def test_the_palette_is_okabe_ito_in_both_styles():
     for name in style.STYLES:
         cycle = style.STYLES[name]["axes.prop_cycle"].by_key()["color"]
         assert {c.lower() for c in cycle} == okabe_ito
+    assert style.RUN_COLOURS == tuple(c for c in style.OKABE_ITO if c != "#F0E442")
+    assert style.CLASS_COLOURS[:8] == style.OKABE_ITO and len(set(style.CLASS_COLOURS)) == 10
 
 
 def test_paper_figures_are_cropped_and_bad_arguments_are_named(tmp_path):
@@ -90,3 +92,24 @@ def test_plot_edf_writes_slides(tmp_path):
     assert run.returncode == 0, run.stderr
     assert png_size(tmp_path / "edf_dm_vs_beta.png") == (round(40 / 3 * 40), 300)
     assert (tmp_path / "edf_dm_vs_beta.svg").exists()
+
+
+def cifar_run(accuracies):
+    """A CIFAR run's record with one evaluation every 100 iterations (none: still starting)."""
+    evals = [{"iteration": 100 * (k + 1), "test_accuracy": a, "noisy_memorised": 0.1,
+              "mean_p_clean": 0.6, "mean_p_noisy": 0.2} for k, a in enumerate(accuracies)]
+    return {"config": {"loss": "dm", "dataset": "cifar10", "depth": 20, "noise": "symmetric",
+                       "noise_rate": 0.4, "batch_size": 128},
+            "history": {"evals": evals, "steps": []}}
+
+
+def test_the_seed_mean_leaves_out_seeds_without_evaluations_and_no_runs_are_named():
+    fig = plot.cifar_seed_curves({"DM": {1: cifar_run([0.5, 0.7]), 2: cifar_run([0.7, 0.9]),
+                                         3: cifar_run([])}})
+    (mean,) = [line for line in fig.axes[0].lines if line.get_linewidth() == 2.6]
+    assert mean.get_label() == "DM (2 seeds)"
+    assert list(mean.get_xdata()) == [100, 200]
+    assert list(mean.get_ydata()) == pytest.approx([60.0, 80.0])
+    with pytest.raises(ValueError, match=r"runs: nothing to draw, got \{\}"):
+        plot.cifar_ess({})
+

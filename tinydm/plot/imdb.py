@@ -4,7 +4,9 @@ method and seed, and our table against the paper's."""
 import numpy as np
 
 from ..experiments.runner import evals_of
+from .records import percent_predicted_positive, seed_mean
 from .style import COLOURS, figure, styled
+
 
 def method_style(column):
     """Colour, line style and width of a column of Table 5 (a method, with its remedies after a
@@ -23,8 +25,7 @@ def _run_curves(records):
     for r in records:
         it = np.array([e["iteration"] for e in evals_of(r)])
         acc = 100 * np.array([e["test_accuracy"] for e in evals_of(r)])
-        predicted = np.array([e["test_class_histogram"] for e in evals_of(r)], dtype=float)
-        curves.append((it, acc, 100 * predicted[:, 1] / predicted.sum(axis=1)))
+        curves.append((it, acc, percent_predicted_positive(r)))
     return curves
 
 
@@ -44,15 +45,14 @@ def imdb_curves(runs, rows, columns, style="paper"):
             curves = _run_curves(runs.get((row_key, column), []))
             if not curves:
                 continue
-            style = method_style(column)
+            line = method_style(column)
             for it, acc, pos in curves:
-                top.plot(it, acc, color=style["color"], ls=style["ls"], lw=0.7, alpha=0.45)
-                bottom.plot(it, pos, color=style["color"], ls=style["ls"], lw=0.7, alpha=0.45)
-            length = min(len(c[0]) for c in curves)
-            it = curves[0][0][:length]
-            top.plot(it, np.mean([c[1][:length] for c in curves], axis=0), **style,
-                     label=column.upper())
-            bottom.plot(it, np.mean([c[2][:length] for c in curves], axis=0), **style)
+                top.plot(it, acc, color=line["color"], ls=line["ls"], lw=0.7, alpha=0.45)
+                bottom.plot(it, pos, color=line["color"], ls=line["ls"], lw=0.7, alpha=0.45)
+            for ax, j, text in ((top, 1, column.upper()), (bottom, 2, None)):
+                mean = seed_mean([(c[0], c[j]) for c in curves])
+                if mean is not None:
+                    ax.plot(*mean[:2], **line, label=text)
         top.axhline(50, color="k", lw=0.8, ls=":")
         bottom.axhline(50, color="k", lw=0.8, ls=":")
         top.set_title(title)

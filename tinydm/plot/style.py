@@ -22,6 +22,8 @@ COLOURS = {"cce": "#0072B2", "mae": "#E69F00", "mse": "#009E73", "gce": "#CC79A7
            "dm": "#D55E00", "noisy": "#882255", "clean": "#AAAAAA"}
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
              "#000000")
+RUN_COLOURS = tuple(c for c in OKABE_ITO if c != "#F0E442")  # its yellow is too faint for lines
+CLASS_COLOURS = OKABE_ITO + ("#999999", "#882255")  # ten classes: two more, grey and wine
 _PAPER = {
     "font.size": 13, "axes.titlesize": 14, "axes.labelsize": 14, "legend.fontsize": 11.5,
     "xtick.labelsize": 12, "ytick.labelsize": 12, "lines.linewidth": 2.4,

@@ -113,3 +113,12 @@ def test_the_seed_mean_leaves_out_seeds_without_evaluations_and_no_runs_are_name
     with pytest.raises(ValueError, match=r"runs: nothing to draw, got \{\}"):
         plot.cifar_ess({})
 
+
+def test_the_paper_marker_is_in_the_legend_when_the_first_column_has_no_paper_number():
+    cells = [{"row": "r0.4", "column": column, "final_mean": mean, "final_std": 1.0,
+              "final": [mean - 1, mean + 1], "paper": paper}
+             for column, mean, paper in (("dm+perclass", 80.0, None), ("cce", 70.0, 72.0),
+                                         ("dm", 82.0, 84.0))]
+    ax = plot.imdb_vs_paper(cells, [("r0.4", "r = 0.4")], ["dm+perclass", "cce", "dm"]).axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["paper"]
+

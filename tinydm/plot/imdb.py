@@ -77,6 +77,7 @@ def imdb_vs_paper(summary, rows, columns, style="paper"):
     by_cell = {(c["row"], c["column"]): c for c in summary}
     for k, (row_key, title) in enumerate(rows):
         ax = fig.add_subplot(1, len(rows), k + 1)
+        paper = "paper"  # the legend's text, on the first cross drawn (a column may have none)
         for x, column in enumerate(columns):
             cell = by_cell.get((row_key, column))
             if cell is None:
@@ -88,8 +89,8 @@ def imdb_vs_paper(summary, rows, columns, style="paper"):
             ax.plot([x] * len(cell["final"]), cell["final"], ".", color=colour, ms=4,
                     alpha=0.6)
             if cell["paper"] is not None:
-                ax.plot([x], [cell["paper"]], "x", color="k", ms=8, mew=2,
-                        label="paper" if x == 0 else None)
+                ax.plot([x], [cell["paper"]], "x", color="k", ms=8, mew=2, label=paper)
+                paper = None
         ax.axhline(50, color="k", lw=0.8, ls=":")
         ax.set_xticks(range(len(columns)), [m.upper() for m in columns], rotation=60,
                       ha="right", fontsize="small")

@@ -76,8 +76,11 @@ def test_the_palette_is_okabe_ito_in_both_styles():
 
 
 def test_paper_figures_are_cropped_and_bad_arguments_are_named(tmp_path):
-    (path,) = plot.save(plot.dm_vs_lam(), tmp_path, "lam", formats=("png",), dpi=50)
+    (path,) = plot.save(plot.dm_vs_lam(), tmp_path, "lam", formats="png", dpi=50)  # one format
+    assert path.name == "lam.png"
     assert png_size(path) != (round(8.6 * 50), round(4.6 * 50))  # bbox "tight"
+    (path,) = plot.standard_set(tmp_path, formats="png", dpi=30, names="edf_dm_vs_beta")
+    assert path.name == "edf_dm_vs_beta.png"
     with pytest.raises(ValueError, match="unknown figure style 'poster'; choose one of paper, slides"):
         plot.fig1b(style="poster")
     with pytest.raises(ValueError, match="unknown format.* jpg"):

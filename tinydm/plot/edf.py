@@ -21,8 +21,8 @@ import numpy as np
 from .. import edf, losses
 from ..experiments.toy import toy_batch
 from ..tensor import Tensor
-from .style import (COLOURS, DENSITY_LABEL, FORMATS, P_LABEL, figure, label, legend_right,
-                    save, styled)
+from .style import (COLOURS, DENSITY_LABEL, FORMATS, P_LABEL, as_names, figure, label,
+                    legend_right, save, styled)
 
 STANDARD_FIGURES = ("edf_fig1b", "edf_dm_vs_lam", "edf_dm_vs_beta", "edf_variants",
                     "edf_batch_weights")
@@ -203,8 +203,10 @@ def standard_set(out_dir, formats=FORMATS, lam=0.5, beta=8.0, q=edf.GCE_Q,
                  lams=(0.0, 0.5, 1.0, 2.0), betas=(-2.0, 0.0, 2.0, 4.0, 8.0, 16.0),
                  batch_size=256, noise=0.4, seed=0, dpi=150, names=STANDARD_FIGURES,
                  style="paper"):
-    """Write the figures ``names`` (default: all of :data:`STANDARD_FIGURES`) into ``out_dir``
-    in ``style`` ("paper" or "slides"); return the paths."""
+    """Write the figures ``names`` (one name or several; default: all of
+    :data:`STANDARD_FIGURES`) into ``out_dir`` in ``style`` ("paper" or "slides"); return the
+    paths."""
+    names = as_names(names)
     unknown = sorted(set(names) - set(STANDARD_FIGURES))
     if unknown:
         raise ValueError(f"unknown figure(s) {', '.join(unknown)}; "

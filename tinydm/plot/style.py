@@ -78,10 +78,16 @@ def legend_right(ax, **kwargs):
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), **kwargs)
 
 
+def as_names(value):
+    """One name or a sequence of names, as a tuple: ``"png"`` is one format, not three letters."""
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
 def save(fig, out_dir, name, formats=FORMATS, dpi=150):
-    """Write ``fig`` as ``out_dir/name.<format>`` for each format (png, svg, pdf), each file
-    atomically; return the paths. Paper figures are cropped to their content; slides keep their
-    exact 16:9 size."""
+    """Write ``fig`` as ``out_dir/name.<format>`` for each format (png, svg, pdf; one or
+    several), each file atomically; return the paths. Paper figures are cropped to their
+    content; slides keep their exact 16:9 size."""
+    formats = as_names(formats)
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ValueError(f"save: unknown format(s) {', '.join(unknown)}; choose from "

@@ -155,7 +155,7 @@ def batch_weights(logits, labels, noisy=None, lam=0.5, beta=8.0, q=edf.GCE_Q, st
         loss = loss_fn(z, Tensor(np.asarray(labels), device="cpu"))
         loss.backward()
         received[key] = n * np.abs(z.grad.numpy()).sum(axis=1)
-        p = losses.details(loss)["p_i"].numpy()
+    p = losses.details(loss)["p_i"].numpy()  # every scheme's: the same logits and labels
 
     fig = figure(13.0, 5.2, style=style) if noisy is not None else figure(8.6, 4.8, style=style)
     grid = fig.add_gridspec(2, 2 if noisy is not None else 1, height_ratios=(3, 1),

@@ -203,7 +203,7 @@ def test_the_figures_mark_psi_only_where_it_is_unique():
         return (sum(line.get_marker() == "o" for line in ax.lines),
                 [t.get_text() for t in ax.get_legend().get_texts()])
     dots, legend = dots_and_legend(plot.fig1b(lam=0.5, beta=8.0))
-    assert dots == 5 and legend[-1].endswith(r"$\psi$=0.333")
+    assert dots == 5 and legend[-1].endswith(r"$\psi=0.333$")
     for beta in (-2.0, 0.0):
         dots, legend = dots_and_legend(plot.fig1b(lam=0.5, beta=beta))
         assert dots == 4 and legend[-1].endswith(r"$\psi$=none")  # CCE, MAE, MSE, GCE only

@@ -70,7 +70,7 @@ def fig1b(lam=0.5, beta=8.0, q=edf.GCE_Q, style="paper"):
                          ("dm", {"lam": lam, "beta": beta})):
         psi = unique_mode(name, **params)
         text = (f"{label(name, **params)}: {edf.EDFS[name].formula},  "
-                f"$\\psi$={'none' if psi is None else f'{psi:.3g}'}")
+                + ("$\\psi$=none" if psi is None else f"$\\psi={psi:.3g}$"))
         curves.append((name, params, COLOURS[name], text))
     _edf_curves(ax, curves)
     ax.set_title("Emphasis density functions: common losses and DM")

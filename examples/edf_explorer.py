@@ -48,7 +48,8 @@ def main(argv=None):
         args.out, lams=grid(0.0, args.lam_max, args.lam_step, "lam"),
         betas=grid(args.beta_min, args.beta_max, args.beta_step, "beta"),
         qs=grid(args.q_step, 1.0, args.q_step, "q"), grid=args.points, start=tuple(args.start),
-        batch=toy_batch(n=args.batch_size, noise=args.noise, seed=args.seed))
+        batch=toy_batch(n=args.batch_size, noise=args.noise, seed=args.seed),
+        batch_about=explorer.TOY_BATCH)
     print(f"wrote {args.out} ({size / 1e6:.1f} MB); open it in a browser")
 
 

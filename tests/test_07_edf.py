@@ -186,3 +186,34 @@ def test_plot_edf_writes_the_standard_figures(tmp_path):
     assert all(p.stat().st_size > 5_000 for p in paths)
     with pytest.raises(ValueError, match="unknown figure"):
         plot.standard_set(tmp_path, names=("fig9",))
+
+
+def test_the_figures_mark_psi_only_where_it_is_unique():
+    """DM with beta <= 0 and lam > 0 has no unique mode (two maxima, or a flat w): no dot, no
+    dashed line, "none" in the legend, not the numerical search's smallest maximiser 0."""
+    pytest.importorskip("matplotlib")
+    from tinydm import plot
+    from tinydm.plot.edf import unique_mode
+    assert unique_mode("dm", lam=0.5, beta=-1.0) is None and unique_mode("mae") == 0.5
+    with pytest.raises(ValueError, match="lam must be >= 0"):
+        unique_mode("dm", lam=-1.0, beta=8.0)
+
+    def dots_and_legend(fig):
+        ax = fig.axes[0]
+        return (sum(line.get_marker() == "o" for line in ax.lines),
+                [t.get_text() for t in ax.get_legend().get_texts()])
+    dots, legend = dots_and_legend(plot.fig1b(lam=0.5, beta=8.0))
+    assert dots == 5 and legend[-1].endswith(r"$\psi=0.333$")
+    for beta in (-2.0, 0.0):
+        dots, legend = dots_and_legend(plot.fig1b(lam=0.5, beta=beta))
+        assert dots == 4 and legend[-1].endswith(r"$\psi$=none")  # CCE, MAE, MSE, GCE only
+
+    def dashed(beta):
+        ax = plot.dm_vs_lam(lams=(0.0, 0.5, 1.0), beta=beta).axes[0]
+        return [line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == "--"], \
+            ax.get_title()
+    lines, title = dashed(8.0)
+    assert lines == pytest.approx([0.0, 1 / 3, 0.5]) and "emphasis mode" in title
+    lines, title = dashed(-2.0)
+    assert lines == [1.0] and "least emphasised" in title  # lam = 0: the exponential variant
+    assert dashed(0.0) == ([], r"DM, $\beta=0$: every example weighs the same")

@@ -235,22 +235,35 @@ def test_the_feedback_model_at_the_extremes():
         pytest.approx(np.tanh(0.165) / 2)
 
 
+def cifar_results(histograms, shares):
+    """A CIFAR run's results with these test class histograms and batch class shares."""
+    steps = [{"iteration": 20 * (k + 1), "ess_fraction": 0.2, "class_shares": s}
+             for k, s in enumerate(shares)]
+    evals = [{"iteration": 200 * (k + 1), "test_class_histogram": h}
+             for k, h in enumerate(histograms)]
+    return {"config": {"loss": "dm", "dataset": "cifar10", "depth": 20, "noise": "symmetric",
+                       "noise_rate": 0.4, "batch_size": 128},
+            "history": {"steps": steps, "evals": evals}}
+
+
 def test_the_cifar_collapse_figure_reads_the_run_records():
-    def results(histograms, shares):
-        steps = [{"iteration": 20 * (k + 1), "ess_fraction": 0.2, "class_shares": s}
-                 for k, s in enumerate(shares)]
-        evals = [{"iteration": 200 * (k + 1), "test_class_histogram": h}
-                 for k, h in enumerate(histograms)]
-        return {"config": {"loss": "dm", "dataset": "cifar10", "depth": 20, "noise": "symmetric",
-                           "noise_rate": 0.4, "batch_size": 128},
-                "history": {"steps": steps, "evals": evals}}
-    collapsed = results([[1070, 0, 0, 0, 8930] + [0] * 5, [2802, 0, 0, 0, 7198] + [0] * 5],
-                        [[0.41, 0.05, 0.05, 0.04, 0.26] + [0.038] * 5] * 3)
-    fig = plot.collapse_cifar({"DM": collapsed, "CCE": results([[1000] * 10] * 2,
-                                                             [[0.1] * 10] * 3)})
+    collapsed = cifar_results([[1070, 0, 0, 0, 8930] + [0] * 5, [2802, 0, 0, 0, 7198] + [0] * 5],
+                              [[0.41, 0.05, 0.05, 0.04, 0.26] + [0.038] * 5] * 3)
+    fig = plot.collapse_cifar({"DM": collapsed, "CCE": cifar_results([[1000] * 10] * 2,
+                                                                   [[0.1] * 10] * 3)})
     stacked, _, _, largest = fig.axes
     assert len(stacked.patches) == 2 * 10  # two evaluations, ten classes stacked
     np.testing.assert_allclose(largest.lines[0].get_ydata(), 0.41)
+
+
+def test_the_cifar_collapse_figure_of_one_run_names_its_classes():
+    run = cifar_results([[1000] * 10] * 2, [[0.1] * 10] * 3)
+    stacked = plot.collapse_cifar({"CCE": run}, classes=[f"c{k}" for k in range(10)]).axes[0]
+    legend = stacked.get_legend()
+    assert legend is not None and legend.get_title().get_text() == "class"
+    assert [t.get_text() for t in legend.get_texts()] == [f"c{k}" for k in range(10)]
+    with pytest.raises(ValueError, match=r"runs: nothing to draw, got \{\}"):
+        plot.collapse_cifar({})
 
 
 def test_an_ess_floor_below_the_kantorovich_bound_changes_nothing(features, tmp_path):

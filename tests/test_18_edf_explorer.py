@@ -38,7 +38,7 @@ def embedded(path):
 
 def test_the_page_holds_tinydms_curves_modes_and_batch_weights(tmp_path, batch):
     path = tmp_path / "edf.html"
-    explorer.write_html(path, batch=batch, **SMALL)
+    explorer.write_html(path, batch=batch, batch_about="a toy </script> batch", **SMALL)
     data = embedded(path)
     p = np.linspace(0, 1, 21)
     np.testing.assert_allclose(floats(data["p"]), p, atol=1e-7)
@@ -62,10 +62,26 @@ def test_the_page_holds_tinydms_curves_modes_and_batch_weights(tmp_path, batch):
     np.testing.assert_allclose(shares[2, 0], losses.details(loss)["normalised_weights"].numpy(),
                                rtol=1e-6)
     assert data["batch"]["noisy"] == noisy.tolist()
-    assert "</script>" not in json.dumps(data)  # nothing in the data can end the script early
+    assert data["batch"]["about"] == (f"24 examples, {noisy.sum()} of them ({noisy.mean():.0%}) "
+                                      "with a wrong label; a toy </script> batch")
+    # one script element, and the "</script>" in the data did not end it early
+    text = path.read_text(encoding="utf-8")
+    assert text.count("<script>") == text.count("</script>") == 1
+    assert text.index("const DATA = ") < text.index("</script>")
+
+
+def test_the_note_on_the_batch_follows_the_arguments(batch):
+    about = explorer.tables(**SMALL)["batch"]["about"]
+    assert about.startswith("128 examples, ") and about.endswith(explorer.TOY_BATCH)
+    assert "linear classifier" not in explorer.tables(**SMALL, batch=batch)["batch"]["about"]
 
 
 def test_bad_grids_and_start_values_are_named(batch):
+    data = explorer.tables(**{**SMALL, "grid": np.int64(21)}, batch=batch)  # a numpy integer
+    assert floats(data["p"]).size == 21
+    for grid in (True, 21.0, 2):
+        with pytest.raises(ValueError, match=f"grid must be an integer >= 3 points, got {grid!r}"):
+            explorer.tables(**{**SMALL, "grid": grid}, batch=batch)
     with pytest.raises(ValueError, match="lams must be a non-empty increasing sequence"):
         explorer.tables(lams=(1.0, 0.5), batch=batch)
     with pytest.raises(ValueError, match="start value beta=5 is not on the beta grid"):
@@ -103,11 +119,13 @@ def test_the_page_renders_in_chromium_and_the_sliders_move_curve_and_psi(tmp_pat
                        weights: Array.from(document.querySelectorAll('#batch-dm circle'),
                                            c => c.getAttribute('cy')).join(),
                        error: document.getElementById('error').textContent,
+                       about: document.getElementById('batch-about').textContent,
                        width: document.getElementById('edf').getBoundingClientRect().width};"""
     with Browser() as browser:
         browser.open(path)
         start = browser.run(state)
         assert start["error"] == "" and start["width"] > 0
+        assert start["about"].startswith("24 examples, ")
         assert start["lam"] == "0.5" and float(start["psi"]) == pytest.approx(1 / 3, abs=1e-6)
         assert "ψ = 0.333" in start["psiText"] and start["dots"] == 24
         assert start["dm"].startswith("M") and start["dm"].count("L") == 20  # 21 grid points

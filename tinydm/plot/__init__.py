@@ -11,7 +11,9 @@
 - :mod:`tinydm.plot.collapse`: emphasis collapse (docs/emphasis-collapse.md);
 - :mod:`tinydm.plot.sweep`: a sweep's accuracy over (lam, beta) (Figures 6-9, docs/sweeps.md).
 
-The result figures read run records through tinydm/experiments/runner.py's accessors.
+The result figures read run records through tinydm/experiments/runner.py's accessors, and
+:mod:`tinydm.plot.records` for what several of them read off (a key's series, the share
+predicted positive, the mean over seeds).
 """
 
 from . import cifar, collapse, edf, explorer, imdb, style, sweep

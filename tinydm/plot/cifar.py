@@ -5,24 +5,21 @@ noisy examples, the ESS of the weights, the predicted classes."""
 import numpy as np
 
 from ..experiments.runner import evals_of, steps_of
-from .style import COLOURS, figure, legend_right, styled
-
-CIFAR_RUN_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+from .records import seed_mean, series
+from .style import COLOURS, RUN_COLOURS, figure, legend_right, styled
 
 
 def labelled_runs(runs):
     """``[(label, results, colour)]`` from ``{label: results}`` (several runs to overlay) or one
-    run's results dict (labelled by its loss)."""
+    run's results dict (labelled by its loss). ValueError for no run at all: no figure can say
+    what it shows without one."""
+    if not runs:
+        raise ValueError(f"runs: nothing to draw, got {runs!r}; pass {{label: results}} or one "
+                         "run's results dict")
     if "history" in runs:
         runs = {runs["config"]["loss"].upper(): runs}
-    return [(name, r, CIFAR_RUN_COLOURS[k % len(CIFAR_RUN_COLOURS)])
+    return [(name, r, RUN_COLOURS[k % len(RUN_COLOURS)])
             for k, (name, r) in enumerate(runs.items())]
-
-
-def series(records, key):
-    """(iterations, values) of the records that have ``key`` (not None)."""
-    points = [(r["iteration"], r[key]) for r in records if r.get(key) is not None]
-    return (np.array([p[0] for p in points]), np.array([p[1] for p in points], dtype=float))
 
 
 def runs_title(runs):
@@ -140,18 +137,18 @@ def cifar_seed_curves(groups, style="paper"):
               (axes[2], (("mean_p_clean", "-"), ("mean_p_noisy", "--")), 1,
                r"mean $p_i$: clean (solid), corrupted (dashed)"))
     for k, (label, group) in enumerate(groups.items()):
-        colour = CIFAR_RUN_COLOURS[k % len(CIFAR_RUN_COLOURS)]
+        colour = RUN_COLOURS[k % len(RUN_COLOURS)]
         for ax, keys, scale, _ in panels:
             for key, ls in keys:
                 curves = [series(evals_of(run), key) for run in group.values()]
                 for it, v in curves:
                     ax.plot(it, scale * v, color=colour, ls=ls, lw=0.8, alpha=0.6)
-                n = min(it.size for it, _ in curves)  # running seeds may be shorter
-                if n:
-                    mean = np.mean([v[:n] for _, v in curves], axis=0)
-                    ax.plot(curves[0][0][:n], scale * mean, color=colour, ls=ls, lw=2.6,
+                mean = seed_mean(curves)
+                if mean is not None:
+                    it, v, seeds = mean
+                    ax.plot(it, scale * v, color=colour, ls=ls, lw=2.6,
                             marker="o", ms=3.5,  # a run's first evaluation shows as a dot
-                            label=f"{label} ({len(group)} seed{'s' * (len(group) > 1)})"
+                            label=f"{label} ({seeds} seed{'s' * (seeds > 1)})"
                             if ax is axes[0] else None)
     for ax, _, scale, ylabel in panels:
         ax.set_xlabel("iteration")

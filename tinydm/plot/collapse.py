@@ -7,11 +7,10 @@ import numpy as np
 from ..experiments.runner import evals_of, steps_of
 from ..train.diagnostics import collapse_model
 from .cifar import labelled_runs, runs_title
-from .style import COLOURS, figure, styled
+from .records import percent_predicted_positive
+from .style import CLASS_COLOURS, COLOURS, figure, styled
 
 ONE_CLASS_COLOUR, ESCAPED_COLOUR = COLOURS["dm"], COLOURS["cce"]
-CLASS_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442",
-                 "#000000", "#999999", "#882255")
 
 
 @styled
@@ -110,10 +109,9 @@ def collapse_seeds(records, style="paper"):
         label = None if text in seen else text
         seen.add(text)
         it = np.array([e["iteration"] for e in evals_of(record)])
-        hist = np.array([e["test_class_histogram"] for e in evals_of(record)], dtype=float)
         axes[0].plot(it, [100 * e["test_accuracy"] for e in evals_of(record)], color=colour,
                      lw=1.2, alpha=0.8, label=label)
-        axes[1].plot(it, 100 * hist[:, 1] / hist.sum(axis=1), color=colour, lw=1.2, alpha=0.8)
+        axes[1].plot(it, percent_predicted_positive(record), color=colour, lw=1.2, alpha=0.8)
         steps_it, share = _positive_share_of_emphasis(record)
         axes[2].plot(steps_it, share, color=colour, lw=0.8, alpha=0.6)
         axes[3].plot([s["iteration"] for s in steps_of(record)],
@@ -237,7 +235,7 @@ def collapse_cifar(runs, classes=None, style="paper"):
         ax.set_xlabel("iteration")
         if k % cols == 0:
             ax.set_ylabel("% of test images")
-        if k == cols - 1:
+        if k == min(n, cols) - 1:  # the first row's last run (the only one of one run)
             ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="x-small",
                       title="class", title_fontsize="x-small")
     ess = fig.add_subplot(grid[rows - 1, :cols])
@@ -247,7 +245,7 @@ def collapse_cifar(runs, classes=None, style="paper"):
         it = [s["iteration"] for s in steps]
         ess.plot(it, [s["ess_fraction"] for s in steps], color=colour, label=name)
         top.plot(it, [max(s["class_shares"]) for s in steps], color=colour, label=name)
-    first = steps_of(runs[0][1]) if runs else []
+    first = steps_of(runs[0][1])
     top.axhline(1 / (len(first[0]["class_shares"]) if first else 10), color="k", lw=0.8,
                 ls=":")
     ess.set_ylim(0, 1.02)

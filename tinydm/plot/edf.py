@@ -21,24 +21,33 @@ import numpy as np
 from .. import edf, losses
 from ..experiments.toy import toy_batch
 from ..tensor import Tensor
-from .style import (COLOURS, DENSITY_LABEL, FORMATS, P_LABEL, figure, label, legend_right,
-                    save, styled)
+from .style import (COLOURS, DENSITY_LABEL, FORMATS, P_LABEL, as_names, figure, label,
+                    legend_right, save, styled)
 
 STANDARD_FIGURES = ("edf_fig1b", "edf_dm_vs_lam", "edf_dm_vs_beta", "edf_variants",
                     "edf_batch_weights")
 
 
-def _edf_curves(ax, curves, mark_modes=True):
+def unique_mode(name, **params):
+    """The emphasis mode ``psi = argmax_p w(p)`` (Definition 1) in closed form where it is
+    unique, else None: a flat ``w`` (DM with ``beta = 0``) has no maximiser to single out, and DM
+    with ``beta < 0`` and ``lam > 0`` has two (``w(0) = w(1) = 1``), where the numerical
+    :func:`tinydm.edf.emphasis_mode` would return the smaller, 0, as if it were the mode."""
+    edf.resolve(name, **params)  # bad parameters raise here; only "no unique mode" gives None
+    try:
+        return edf.emphasis_mode_closed_form(name, **params)
+    except ValueError:
+        return None
+
+
+def _edf_curves(ax, curves):
     """Draw normalised EDFs ``[(name, params, colour, label), ...]``; a dot marks each emphasis
-    mode where it is unique (not for a flat curve, nor for two maxima as DM with beta < 0)."""
+    mode where it is unique (:func:`unique_mode`)."""
     p = np.linspace(0.0, 1.0, 801)
     for name, params, colour, text in curves:
         ax.plot(p, edf.density(name, p, **params), color=colour, label=text)
-        try:
-            psi = edf.emphasis_mode_closed_form(name, **params)
-        except ValueError:
-            continue
-        if mark_modes:
+        psi = unique_mode(name, **params)
+        if psi is not None:
             ax.plot([psi], edf.density(name, [psi], **params), "o", color=colour, ms=7,
                     zorder=3)
     ax.set_xlim(0, 1)
@@ -50,15 +59,18 @@ def _edf_curves(ax, curves, mark_modes=True):
 @styled
 def fig1b(lam=0.5, beta=8.0, q=edf.GCE_Q, style="paper"):
     """The paper's Figure 1b: the EDFs of CCE, MAE, MSE, GCE (Eq. 6) and DM (Eq. 12), each
-    normalised to unit area (Eq. 8); dots mark the emphasis modes psi. The paper does not state
-    its DM parameters; the default ``lam=0.5, beta=8`` is its CIFAR-100 / Table 6 setting."""
+    normalised to unit area (Eq. 8); dots mark the emphasis modes psi where they are unique
+    (DM: ``lam/(lam+1)`` for ``beta > 0``, none for ``beta = 0`` or ``beta < 0 < lam``). The
+    paper does not state its DM parameters; the default ``lam=0.5, beta=8`` is its CIFAR-100 /
+    Table 6 setting."""
     fig = figure(9.6, 4.6, style=style)
     ax = fig.add_subplot()
     curves = []
     for name, params in (("cce", {}), ("mae", {}), ("mse", {}), ("gce", {"q": q}),
                          ("dm", {"lam": lam, "beta": beta})):
-        psi = edf.emphasis_mode(name, **params)
-        text = f"{label(name, **params)}: {edf.EDFS[name].formula},  $\\psi={psi:.3g}$"
+        psi = unique_mode(name, **params)
+        text = (f"{label(name, **params)}: {edf.EDFS[name].formula},  "
+                + ("$\\psi$=none" if psi is None else f"$\\psi={psi:.3g}$"))
         curves.append((name, params, COLOURS[name], text))
     _edf_curves(ax, curves)
     ax.set_title("Emphasis density functions: common losses and DM")
@@ -75,15 +87,21 @@ def _family(ax, name, fixed, varied, values, cmap="viridis"):
 
 @styled
 def dm_vs_lam(lams=(0.0, 0.5, 1.0, 2.0), beta=8.0, style="paper"):
-    """DM (Eq. 12) for several ``lam`` at fixed ``beta``: the emphasis mode ``lam/(lam+1)`` moves
-    from the hardest examples (``p_i = 0``) towards easier ones. Dashed: the closed-form mode."""
+    """DM (Eq. 12) for several ``lam`` at fixed ``beta``. For ``beta > 0`` the emphasis mode
+    ``lam/(lam+1)`` moves from the hardest examples (``p_i = 0``) towards easier ones; for
+    ``beta < 0`` that point is the least emphasised, and only ``lam = 0`` has a unique mode
+    (``p_i = 1``); ``beta = 0`` is flat. Dashed: the closed-form modes where they are unique."""
     fig = figure(8.6, 4.6, style=style)
     ax = fig.add_subplot()
     _family(ax, "dm", {"beta": beta}, "lam", lams)
     for lam in lams:
-        ax.axvline(lam / (lam + 1), color="k", ls="--", lw=1, alpha=0.4)
-    ax.set_title(f"DM, $\\beta={beta:g}$: $\\lambda$ sets the emphasis mode "
-                 r"$\psi=\lambda/(\lambda+1)$")
+        psi = unique_mode("dm", lam=lam, beta=beta)
+        if psi is not None:
+            ax.axvline(psi, color="k", ls="--", lw=1, alpha=0.4)
+    what = (r"$\lambda$ sets the emphasis mode $\psi=\lambda/(\lambda+1)$" if beta > 0
+            else r"$\lambda/(\lambda+1)$ is the least emphasised $p_i$" if beta < 0
+            else "every example weighs the same")
+    ax.set_title(f"DM, $\\beta={beta:g}$: {what}")
     legend_right(ax, title="DM")
     return fig
 
@@ -137,7 +155,7 @@ def batch_weights(logits, labels, noisy=None, lam=0.5, beta=8.0, q=edf.GCE_Q, st
         loss = loss_fn(z, Tensor(np.asarray(labels), device="cpu"))
         loss.backward()
         received[key] = n * np.abs(z.grad.numpy()).sum(axis=1)
-        p = losses.details(loss)["p_i"].numpy()
+    p = losses.details(loss)["p_i"].numpy()  # every scheme's: the same logits and labels
 
     fig = figure(13.0, 5.2, style=style) if noisy is not None else figure(8.6, 4.8, style=style)
     grid = fig.add_gridspec(2, 2 if noisy is not None else 1, height_ratios=(3, 1),
@@ -185,8 +203,10 @@ def standard_set(out_dir, formats=FORMATS, lam=0.5, beta=8.0, q=edf.GCE_Q,
                  lams=(0.0, 0.5, 1.0, 2.0), betas=(-2.0, 0.0, 2.0, 4.0, 8.0, 16.0),
                  batch_size=256, noise=0.4, seed=0, dpi=150, names=STANDARD_FIGURES,
                  style="paper"):
-    """Write the figures ``names`` (default: all of :data:`STANDARD_FIGURES`) into ``out_dir``
-    in ``style`` ("paper" or "slides"); return the paths."""
+    """Write the figures ``names`` (one name or several; default: all of
+    :data:`STANDARD_FIGURES`) into ``out_dir`` in ``style`` ("paper" or "slides"); return the
+    paths."""
+    names = as_names(names)
     unknown = sorted(set(names) - set(STANDARD_FIGURES))
     if unknown:
         raise ValueError(f"unknown figure(s) {', '.join(unknown)}; "

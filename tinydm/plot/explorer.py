@@ -17,6 +17,7 @@ import base64
 import html
 import json
 import math
+import numbers
 from pathlib import Path
 
 import numpy as np
@@ -25,21 +26,13 @@ from .. import edf, losses
 from ..experiments.toy import toy_batch
 from ..files import atomic_open
 from ..tensor import Tensor
+from .edf import unique_mode
 from .style import COLOURS
 
 LAMS = tuple(np.round(np.arange(0.0, 3.0001, 0.1), 10))      # psi = lam / (lam + 1) in [0, 0.75]
 BETAS = tuple(np.round(np.arange(-10.0, 30.0001, 1.0), 10))
 QS = tuple(np.round(np.arange(0.05, 1.0001, 0.05), 10))       # GCE: q in (0, 1] (Eq. 4)
-FORMULAS = {"cce": "2(1 − p)", "mae": "2p(1 − p)", "mse": "4p(1 − p)²", "gce": "2p^q (1 − p)",
-            "dm": "exp(β p^λ (1 − p))"}  # legend text only; the curves come from tinydm.edf
-
-
-def _mode(name, **params):
-    """``psi`` where it is unique (Definition 1), else None (a flat ``w``, or two maxima)."""
-    try:
-        return edf.emphasis_mode_closed_form(name, **params)
-    except ValueError:
-        return None
+TOY_BATCH = "logits of a linear classifier trained with CCE on noisy labels"  # toy_batch's
 
 
 def _f32(array):
@@ -57,13 +50,16 @@ def _index(values, default, name):
     return k
 
 
-def tables(lams=LAMS, betas=BETAS, qs=QS, grid=101, batch=None, start=(0.5, 8.0, 0.7)):
+def tables(lams=LAMS, betas=BETAS, qs=QS, grid=101, batch=None, batch_about=None,
+           start=(0.5, 8.0, 0.7)):
     """Everything the page draws, computed by tinydm, as a JSON-ready dict.
 
     ``lams``, ``betas``, ``qs``: the slider positions (increasing); ``grid``: points on
     ``p in [0, 1]``; ``batch``: ``(logits, labels, noisy)`` of a sample batch (default:
-    :func:`tinydm.experiments.toy.toy_batch` with 128 examples: a linear classifier trained with CCE on
-    data with 40% wrong labels); ``start``: the sliders' initial ``(lam, beta, q)``.
+    :func:`tinydm.experiments.toy.toy_batch` with 128 examples: a linear classifier trained with
+    CCE on data with 40% wrong labels); ``batch_about``: where the batch comes from, for the
+    page's note beside its size and its share of wrong labels (default: :data:`TOY_BATCH` for
+    the default batch, nothing for another); ``start``: the sliders' initial ``(lam, beta, q)``.
 
     Curves are the densities of Eq. 8 (:func:`tinydm.edf.density`); ``psi`` the closed-form
     emphasis modes (None where there is no unique one: DM with ``beta <= 0`` and ``lam > 0``,
@@ -75,21 +71,24 @@ def tables(lams=LAMS, betas=BETAS, qs=QS, grid=101, batch=None, start=(0.5, 8.0,
         if values.ndim != 1 or values.size == 0 or np.any(np.diff(values) <= 0):
             raise ValueError(f"edf explorer: {name} must be a non-empty increasing sequence, "
                              f"got {values.tolist()}")
-    if not isinstance(grid, int) or grid < 3:
+    if not isinstance(grid, numbers.Integral) or isinstance(grid, bool) or grid < 3:
         raise ValueError(f"edf explorer: grid must be an integer >= 3 points, got {grid!r}")
-    p = np.linspace(0.0, 1.0, grid)
-    logits, labels, noisy = batch if batch is not None else toy_batch(n=128)
+    p = np.linspace(0.0, 1.0, int(grid))
+    if batch is None:
+        batch, batch_about = toy_batch(n=128), batch_about or TOY_BATCH
+    logits, labels, noisy = batch
+    noisy = np.asarray(noisy, bool)
     z, y = Tensor(np.asarray(logits, np.float64), device="cpu"), Tensor(np.asarray(labels), device="cpu")
 
-    fixed = {name: {"density": _f32(edf.density(name, p)), "psi": _mode(name)}
+    fixed = {name: {"density": _f32(edf.density(name, p)), "psi": unique_mode(name)}
              for name in ("cce", "mae", "mse")}
     gce = {"density": _f32([edf.density("gce", p, q=q) for q in qs]),
-           "psi": [_mode("gce", q=q) for q in qs]}
+           "psi": [unique_mode("gce", q=q) for q in qs]}
     density, psi, shares = [], [], []
     for lam in lams:
         for beta in betas:
             density.append(edf.density("dm", p, lam=lam, beta=beta))
-            psi.append(_mode("dm", lam=lam, beta=beta))
+            psi.append(unique_mode("dm", lam=lam, beta=beta))
             shares.append(losses.details(losses.dm(z, y, lam, beta))["normalised_weights"].numpy())
     cce_dn = losses.details(losses.cce_dn(z, y))
     return {
@@ -97,10 +96,11 @@ def tables(lams=LAMS, betas=BETAS, qs=QS, grid=101, batch=None, start=(0.5, 8.0,
         "start": [_index(lams, start[0], "lam"), _index(betas, start[1], "beta"),
                   _index(qs, start[2], "q")],
         "fixed": fixed, "gce": gce, "dm": {"density": _f32(density), "psi": psi},
-        "batch": {"p_i": _f32(cce_dn["p_i"].numpy()), "noisy": np.asarray(noisy, bool).tolist(),
-                  "dm": _f32(shares), "cce_dn": _f32(cce_dn["normalised_weights"].numpy())},
+        "batch": {"p_i": _f32(cce_dn["p_i"].numpy()), "noisy": noisy.tolist(),
+                  "dm": _f32(shares), "cce_dn": _f32(cce_dn["normalised_weights"].numpy()),
+                  "about": f"{noisy.size} examples, {noisy.sum()} of them ({noisy.mean():.0%}) "
+                           "with a wrong label" + (f"; {batch_about}" if batch_about else "")},
         "colours": {k: COLOURS[k] for k in ("cce", "mae", "mse", "gce", "dm", "noisy", "clean")},
-        "formulas": FORMULAS,
     }
 
 
@@ -150,9 +150,9 @@ PAGE = r"""<!DOCTYPE html>
 <p class="note">Each curve is a weighting function <i>w</i>(<i>p<sub>i</sub></i>), the L1 norm of
 an example's gradient as a function of the probability <i>p<sub>i</sub></i> the model gives its
 label (Eq. 6, 12), scaled to unit area over [0, 1] (Eq. 8); dots mark the emphasis modes ψ.
-Right: the share of one batch's gradient each of its examples receives (a linear classifier
-trained with CCE, 40% of its labels wrong). Every number was computed by tinydm and stored in
-this page; it needs no network.</p>
+Right: the share of one batch's gradient each of its examples receives (<span
+id="batch-about"></span>). Every number was computed by tinydm and stored in this page; it needs
+no network.</p>
 <div id="error"></div>
 <div class="controls">
   <label>λ <input id="lam" type="range" min="0" step="1"> <span class="value" id="lam-value"></span></label>
@@ -182,6 +182,7 @@ for (const k of ["cce", "mae", "mse"]) FIXED[k] = floats(DATA.fixed[k].density);
 const GCE = floats(DATA.gce.density), DM = floats(DATA.dm.density);
 const B = DATA.batch, BP = floats(B.p_i), BN = BP.length;
 const BDM = floats(B.dm), BCCE = floats(B.cce_dn);
+document.getElementById("batch-about").textContent = B.about;
 const ORDER = Array.from(BP.keys()).sort((a, b) => BP[a] - BP[b]);
 
 function el(parent, tag, attrs, text) {

@@ -4,7 +4,9 @@ method and seed, and our table against the paper's."""
 import numpy as np
 
 from ..experiments.runner import evals_of
+from .records import percent_predicted_positive, seed_mean
 from .style import COLOURS, figure, styled
+
 
 def method_style(column):
     """Colour, line style and width of a column of Table 5 (a method, with its remedies after a
@@ -23,8 +25,7 @@ def _run_curves(records):
     for r in records:
         it = np.array([e["iteration"] for e in evals_of(r)])
         acc = 100 * np.array([e["test_accuracy"] for e in evals_of(r)])
-        predicted = np.array([e["test_class_histogram"] for e in evals_of(r)], dtype=float)
-        curves.append((it, acc, 100 * predicted[:, 1] / predicted.sum(axis=1)))
+        curves.append((it, acc, percent_predicted_positive(r)))
     return curves
 
 
@@ -44,15 +45,14 @@ def imdb_curves(runs, rows, columns, style="paper"):
             curves = _run_curves(runs.get((row_key, column), []))
             if not curves:
                 continue
-            style = method_style(column)
+            line = method_style(column)
             for it, acc, pos in curves:
-                top.plot(it, acc, color=style["color"], ls=style["ls"], lw=0.7, alpha=0.45)
-                bottom.plot(it, pos, color=style["color"], ls=style["ls"], lw=0.7, alpha=0.45)
-            length = min(len(c[0]) for c in curves)
-            it = curves[0][0][:length]
-            top.plot(it, np.mean([c[1][:length] for c in curves], axis=0), **style,
-                     label=column.upper())
-            bottom.plot(it, np.mean([c[2][:length] for c in curves], axis=0), **style)
+                top.plot(it, acc, color=line["color"], ls=line["ls"], lw=0.7, alpha=0.45)
+                bottom.plot(it, pos, color=line["color"], ls=line["ls"], lw=0.7, alpha=0.45)
+            for ax, j, text in ((top, 1, column.upper()), (bottom, 2, None)):
+                mean = seed_mean([(c[0], c[j]) for c in curves])
+                if mean is not None:
+                    ax.plot(*mean[:2], **line, label=text)
         top.axhline(50, color="k", lw=0.8, ls=":")
         bottom.axhline(50, color="k", lw=0.8, ls=":")
         top.set_title(title)
@@ -77,6 +77,7 @@ def imdb_vs_paper(summary, rows, columns, style="paper"):
     by_cell = {(c["row"], c["column"]): c for c in summary}
     for k, (row_key, title) in enumerate(rows):
         ax = fig.add_subplot(1, len(rows), k + 1)
+        paper = "paper"  # the legend's text, on the first cross drawn (a column may have none)
         for x, column in enumerate(columns):
             cell = by_cell.get((row_key, column))
             if cell is None:
@@ -88,8 +89,8 @@ def imdb_vs_paper(summary, rows, columns, style="paper"):
             ax.plot([x] * len(cell["final"]), cell["final"], ".", color=colour, ms=4,
                     alpha=0.6)
             if cell["paper"] is not None:
-                ax.plot([x], [cell["paper"]], "x", color="k", ms=8, mew=2,
-                        label="paper" if x == 0 else None)
+                ax.plot([x], [cell["paper"]], "x", color="k", ms=8, mew=2, label=paper)
+                paper = None
         ax.axhline(50, color="k", lw=0.8, ls=":")
         ax.set_xticks(range(len(columns)), [m.upper() for m in columns], rotation=60,
                       ha="right", fontsize="small")

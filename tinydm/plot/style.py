@@ -22,6 +22,8 @@ COLOURS = {"cce": "#0072B2", "mae": "#E69F00", "mse": "#009E73", "gce": "#CC79A7
            "dm": "#D55E00", "noisy": "#882255", "clean": "#AAAAAA"}
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
              "#000000")
+RUN_COLOURS = tuple(c for c in OKABE_ITO if c != "#F0E442")  # its yellow is too faint for lines
+CLASS_COLOURS = OKABE_ITO + ("#999999", "#882255")  # ten classes: two more, grey and wine
 _PAPER = {
     "font.size": 13, "axes.titlesize": 14, "axes.labelsize": 14, "legend.fontsize": 11.5,
     "xtick.labelsize": 12, "ytick.labelsize": 12, "lines.linewidth": 2.4,
@@ -76,10 +78,16 @@ def legend_right(ax, **kwargs):
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), **kwargs)
 
 
+def as_names(value):
+    """One name or a sequence of names, as a tuple: ``"png"`` is one format, not three letters."""
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
 def save(fig, out_dir, name, formats=FORMATS, dpi=150):
-    """Write ``fig`` as ``out_dir/name.<format>`` for each format (png, svg, pdf), each file
-    atomically; return the paths. Paper figures are cropped to their content; slides keep their
-    exact 16:9 size."""
+    """Write ``fig`` as ``out_dir/name.<format>`` for each format (png, svg, pdf; one or
+    several), each file atomically; return the paths. Paper figures are cropped to their
+    content; slides keep their exact 16:9 size."""
+    formats = as_names(formats)
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ValueError(f"save: unknown format(s) {', '.join(unknown)}; choose from "

@@ -90,13 +90,18 @@ def _cell(per_seed, fmt=_pct):
     return f"{fmt(m)} ± {fmt(sd)} ({seeds})"
 
 
+def _row(label, *runs):
+    """The table row of ``label`` that the ``runs`` belong in: ``label`` once all are done, else
+    ``"label (running)"``: a mean over a finished run and one halfway would be neither's number."""
+    return label if all(r["status"] == "done" for r in runs) else f"{label} (running)"
+
+
 def markdown_table(groups):
     """One row per method: test accuracy best, final and final - best; the corrupted training
     examples predicted as their given (wrong) label (memorisation); the intact examples'
     accuracy; mean ``p_i`` of the given label on the clean and on the corrupted examples. Each
     cell is ``mean ± std (seed, seed, ...)`` over the seeds, in % (``p_i`` as fractions).
-    Unfinished runs get a row of their own, "(running)", at the iterations they have reached:
-    a mean over a finished run and one halfway would be neither's number."""
+    Unfinished runs get a row of their own (:func:`_row`), at the iterations they have reached."""
     columns = ("best", "final", "final - best", "corrupted as given label", "intact accuracy")
     lines = ["| method | seeds | test best | test final | final - best | corrupted predicted as "
              "given label | intact accuracy | mean p_i clean / corrupted | iterations |",
@@ -104,8 +109,7 @@ def markdown_table(groups):
     rows = {}
     for label, group in groups.items():
         for seed, run in group.items():
-            row = label if run["status"] == "done" else f"{label} (running)"
-            rows.setdefault(row, {})[seed] = run
+            rows.setdefault(_row(label, run), {})[seed] = run
     for label, group in rows.items():
         v = seed_values(group)
         p = _cell(v["p_i clean"], lambda x: f"{x:.3f}") + " / " + \
@@ -148,15 +152,14 @@ def paired_table(groups, baseline):
     """Markdown: each method's test accuracy minus the baseline's, seed by seed (same seed: same
     noisy labels, same initial weights and batch order), final and best, and their mean ± std,
     in percentage points; at the last iteration both runs evaluated (:func:`paired_differences`).
-    Pairs with a run still going get a row of their own, "(running)"."""
+    Pairs with a run still going get a row of their own (:func:`_row`)."""
     lines = [f"| method | seeds | at iteration | final - {baseline} final | "
              f"best - {baseline} best |", "|---|---|---|---:|---:|"]
     rows = {}
     for label, per_seed in paired_differences(groups, baseline).items():
-        rows.setdefault(label, {})
+        rows.setdefault(label, {})  # the finished pairs' row first
         for seed, d in per_seed.items():
-            done = groups[label][seed]["status"] == groups[baseline][seed]["status"] == "done"
-            rows.setdefault(label if done else f"{label} (running)", {})[seed] = d
+            rows.setdefault(_row(label, groups[label][seed], groups[baseline][seed]), {})[seed] = d
     for label, d in rows.items():
         if d:
             its = sorted({v[0] for v in d.values()})

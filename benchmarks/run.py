@@ -54,8 +54,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.abspath(__file__)
 if HERE not in sys.path:  # cases.py, child.py and report.py sit beside this file
     sys.path.insert(0, HERE)
-import child  # noqa: E402
 from child import STRIPPED, THREAD_VARS, WARMUP_SECONDS, watch_threads  # noqa: E402
+from child import main as child_main  # noqa: E402
 from report import blas_kernels, fmt_loads, markdown, write_atomically  # noqa: E402
 
 PARTS = ("steps", "concurrent", "memory", "ops")
@@ -317,7 +317,7 @@ def torch_available(args):
 def main(argv=None):
     args = parse_args(argv)
     if args.child:
-        return child.main(args)
+        return child_main(args)
     import cases
     args.cases = args.cases or list(cases.STEP_CASES)
     unknown = set(args.cases) - set(cases.STEP_CASES)

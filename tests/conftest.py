@@ -1,6 +1,9 @@
 """Shared fixtures: every op test runs on each device (NumPy, the CPU stand-in for CuPy, and CUDA
 when a GPU is present), and leaves the current device as it found it."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -15,6 +18,19 @@ def _cuda_usable():
         return True
     except Exception:
         return False
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def checkout_env(drop=(), **variables):
+    """The environment for a child Python process that must import this checkout's tinydm, not
+    whichever one is installed (a worktree, a second clone): ``os.environ`` with the checkout
+    first on ``PYTHONPATH``, the names in ``drop`` removed and ``variables`` set."""
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    inherited = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + inherited)
+    return {**env, **variables}
 
 
 DEVICES = ["cpu", "standin"] + (["cuda"] if _cuda_usable() else [])

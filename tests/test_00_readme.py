@@ -5,13 +5,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import checkout_env
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_the_readme_example_trains_and_prints_what_the_readme_claims():
     text = README.read_text()
     code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=checkout_env())
     assert out.returncode == 0, out.stderr
     accuracy = float(out.stdout.split(":")[-1])
     claimed = float(re.search(r"It prints (\d\.\d+)", text).group(1))

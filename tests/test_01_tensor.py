@@ -8,7 +8,7 @@ import pytest
 
 import tinydm as td
 from tinydm import backend
-from conftest import tensor
+from conftest import checkout_env, tensor
 
 
 def test_tensor_from_lists_is_float32_like_pytorch(device):
@@ -175,11 +175,10 @@ def test_tensors_move_between_devices():
 
 
 def test_env_var_selects_the_device():
-    import os
     import subprocess
     import sys
     out = subprocess.run([sys.executable, "-c", "import tinydm; print(tinydm.get_device())"],
-                         env={**os.environ, "TINYDM_DEVICE": "standin"},
+                         env=checkout_env(TINYDM_DEVICE="standin"),
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "standin"
 

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,9 +24,7 @@ from tinydm import backend
 from tinydm.backend import parallel as parallel_module
 from tinydm.functional import conv as conv_module
 from tinydm.tensor import Function
-from conftest import tensor
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import DEVICES, ROOT, checkout_env, tensor
 
 
 # --- needs_input_grad --------------------------------------------------------------------------
@@ -197,15 +194,14 @@ def test_parallel_map_keeps_blas_to_one_thread_inside():
 def test_malloc_tuning_is_opt_in_and_can_be_switched_off():
     code = ("import tinydm; print(tinydm.backend.malloc_tuned()); "
             "print(tinydm.backend.tune_malloc())")
-    env = {k: v for k, v in os.environ.items() if k != "TINYDM_MALLOC_TUNING"}
     on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                        env=dict(env, PYTHONPATH=str(ROOT)))
+                        env=checkout_env(drop=["TINYDM_MALLOC_TUNING"]))
     imported, applied = on.stdout.split()
     assert imported == "False"  # import tinydm leaves malloc alone
     if sys.platform.startswith("linux"):  # glibc: the tuning takes when asked for
         assert applied == "True"
     off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env=dict(env, TINYDM_MALLOC_TUNING="0", PYTHONPATH=str(ROOT)))
+                         env=checkout_env(TINYDM_MALLOC_TUNING="0"))
     assert off.stdout.split() == ["False", "False"]
 
 
@@ -229,7 +225,7 @@ def _benchmark(tmp_path, *extra, env=None):
            "--min-steps", "2", "--warmup", "1", "--op-seconds", "0", "--memory-steps", "1",
            "--out", str(tmp_path), "--tag", "smoke", *extra]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
-                         env=env or dict(os.environ, PYTHONPATH=str(ROOT)))
+                         env=env or checkout_env())
     assert out.returncode == 0, out.stderr
     assert "## Training steps" in (tmp_path / "smoke.md").read_text()
     return json.loads((tmp_path / "smoke.json").read_text())
@@ -238,8 +234,8 @@ def _benchmark(tmp_path, *extra, env=None):
 def test_benchmark_runs_without_torch_in_fresh_clean_processes(tmp_path):
     # whatever this machine's environment holds, both forced-kernel variables are set here,
     # and the children must run without them and with one thread everywhere
-    env = dict(os.environ, OPENBLAS_CORETYPE="Haswell", OPENBLAS_L2_SIZE="262144",
-               OMP_NUM_THREADS="7", PYTHONPATH=str(ROOT))
+    env = checkout_env(OPENBLAS_CORETYPE="Haswell", OPENBLAS_L2_SIZE="262144",
+                       OMP_NUM_THREADS="7")
     report = _benchmark(tmp_path, "--no-torch", "--only", "steps", "concurrent", "memory", "ops",
                         "--ops", "relu", "cce", env=env)
     assert report["machine"]["environment_removed"] == {"OPENBLAS_CORETYPE": "Haswell",
@@ -307,12 +303,11 @@ def test_benchmark_child_environment_and_thread_watch(monkeypatch):
 
 
 def test_gpu_check_fails_clearly_without_a_gpu(tmp_path):
-    from conftest import DEVICES
     if "cuda" in DEVICES:
         pytest.skip("a GPU is here: benchmarks/gpu_check.sh would run the whole check")
     out = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), str(tmp_path)],
                          capture_output=True, text=True, timeout=60,
-                         env=dict(os.environ, PYTHON=sys.executable))
+                         env=checkout_env(PYTHON=sys.executable))
     assert out.returncode == 2
     assert "gpu_check: no usable GPU: CuPy and an NVIDIA GPU are needed" in out.stderr
     assert not (tmp_path / "report.md").exists()

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from chromium import Browser, find_programs
+from conftest import ROOT, checkout_env
 from tinydm import edf, losses
 from tinydm.experiments.toy import toy_batch
 from tinydm.plot import explorer
 from tinydm.tensor import Tensor
 
-ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(lams=(0.0, 0.5, 1.0), betas=(-2.0, 0.0, 8.0), qs=(0.35, 0.7, 1.0), grid=21,
              start=(0.5, 8.0, 0.7))
 
@@ -96,7 +96,8 @@ def test_the_example_script_writes_the_page(tmp_path):
         [sys.executable, str(ROOT / "examples/edf_explorer.py"), "--out", str(out),
          "--lam-max", "1", "--lam-step", "0.5", "--beta-min", "0", "--beta-max", "8",
          "--beta-step", "4", "--q-step", "0.35", "--points", "11", "--start", "0.5", "8", "0.7",
-         "--batch-size", "16"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+         "--batch-size", "16"], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env=checkout_env())
     assert run.returncode == 0, run.stderr
     assert f"wrote {out}" in run.stdout
     data = embedded(out)

@@ -4,7 +4,6 @@ resumed. Tiny grids on synthetic data: no network, no real data."""
 
 import csv
 import importlib.util
-import os
 import pathlib
 import signal
 import subprocess
@@ -13,11 +12,10 @@ import time
 
 import numpy as np
 import pytest
-from conftest import blobs
+from conftest import ROOT, blobs, checkout_env
 
 from tinydm.experiments import imdb, runner, sweep
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHORT = {"iterations": 100, "batch_size": 50, "eval_every": 50, "log_every": 50}
 # one loss without lam and beta (run once per seed), DM over a 2 x 2 (lam, beta) grid
 GRID = {"experiment": "imdb", "fixed": {"noise_rate": 0.4, **SHORT},
@@ -245,7 +243,7 @@ def test_ray_is_not_imported_without_the_flag():
             "sweep.plan(sweep.Grid('cifar', {'loss': 'dm'}, {'lam': [0, 1], 'beta': [2]}))\n"
             "print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                         text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+                         text=True, env=checkout_env(), check=True)
     assert out.stdout.splitlines()[-1] == "False"
 
 
@@ -284,8 +282,7 @@ def test_killed_sweep_resumes_with_the_missing_cells_only(tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, str(ROOT / "examples" / "sweep.py"), str(grid), "--out",
                str(out), "--workers", "1", "--no-progress"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    sweep_process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+    sweep_process = subprocess.Popen(command, env=checkout_env(), stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
     cells = out / "cells"
     deadline = time.monotonic() + 600  # generous: a loaded 2-core machine starts slowly
@@ -304,7 +301,7 @@ def test_killed_sweep_resumes_with_the_missing_cells_only(tmp_path):
         time.sleep(0.1)
     assert not any(_alive(p) for p in workers), "a worker outlived its killed parent"
 
-    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    again = subprocess.run(command, env=checkout_env(), capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"4 cells, {len(done)} already in" in again.stdout
     assert f"4 cells: {4 - len(done)} run, {len(done)} found done, 0 failed" in again.stdout

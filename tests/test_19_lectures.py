@@ -2,10 +2,9 @@
 with the outputs of one top-to-bottom run (so they read well on a code host's viewer)."""
 
 import json
-import os
-from pathlib import Path
 
 import pytest
+from conftest import ROOT, checkout_env
 
 nbformat = pytest.importorskip(
     "nbformat", reason="the notebook extra is not installed: pip install -e '.[dev]'")
@@ -13,7 +12,6 @@ nbclient = pytest.importorskip(
     "nbclient", reason="the notebook extra is not installed: pip install -e '.[dev]'")
 pytest.importorskip("ipykernel", reason="the notebook extra is not installed: pip install -e '.[dev]'")
 
-ROOT = Path(__file__).resolve().parents[1]
 LECTURES = ROOT / "docs" / "lectures"
 NOTEBOOKS = sorted(LECTURES.glob("*.ipynb"))
 # Small settings, set after a notebook's "parameters" cell; the synthetic set in lecture 4, so
@@ -58,8 +56,7 @@ def test_notebook_runs_top_to_bottom(path, monkeypatch):
         (k,) = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
         nb.cells.insert(k + 1, nbformat.v4.new_code_cell(SMALL[path.name]))
     # the kernel imports this checkout's tinydm and draws off-screen, whatever the environment
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    monkeypatch.setenv("PYTHONPATH", checkout_env()["PYTHONPATH"])
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                                      resources={"metadata": {"path": str(LECTURES)}})

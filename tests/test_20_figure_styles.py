@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ROOT, checkout_env
 from tinydm import plot
 from tinydm.plot import cifar, collapse, edf, imdb, style, sweep
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 # The public functions of the figure modules that make no figure; every other one must.
@@ -105,7 +104,7 @@ def test_plot_edf_writes_slides(tmp_path):
     run = subprocess.run([sys.executable, str(ROOT / "examples/plot_edf.py"), "--style", "slides",
                           "--figures", "edf_dm_vs_beta", "--formats", "png", "svg",
                           "--dpi", "40", "--out", str(tmp_path)],
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=120, env=checkout_env())
     assert run.returncode == 0, run.stderr
     assert png_size(tmp_path / "edf_dm_vs_beta.png") == (round(40 / 3 * 40), 300)
     assert (tmp_path / "edf_dm_vs_beta.svg").exists()

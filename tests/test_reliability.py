@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT, checkout_env
 
 import tinydm as td
 from tinydm import backend, checkpoint, files, losses, nn, optim
@@ -20,8 +21,7 @@ from tinydm.data import DataError, imdb as imdb_data
 from tinydm.experiments import cifar, imdb, runner
 from tinydm.train import CollapseWatch, Diverged, EmphasisCollapseWarning, fit
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+ENV = checkout_env()
 SHORT = dict(iterations=300, batch_size=50, eval_every=100, log_every=50)
 TINY_CIFAR = dict(dataset="synthetic", synthetic_sizes=(64, 16), synthetic_image_size=8,
                   depth=8, batch_size=8, iterations=4, eval_every=2, log_every=1)

@@ -3,11 +3,9 @@
 import re
 import subprocess
 import sys
-from pathlib import Path
+from conftest import ROOT, checkout_env
 
-from conftest import checkout_env
-
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = ROOT / "README.md"
 
 
 def test_the_readme_example_trains_and_prints_what_the_readme_claims():

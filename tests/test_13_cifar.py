@@ -465,6 +465,12 @@ def test_seed_report_groups_methods_and_pairs_seeds(seed_runs, tmp_path, capsys)
     paired = cifar.seeds.paired_table({"CCE": {1: runs[0], 2: going},
                                        "DM": {1: runs[2], 2: runs[3]}}, "CCE").splitlines()
     assert paired[2].startswith("| DM | 1 | ") and paired[3].startswith("| DM (running) | 2 | ")
+    # two unfinished runs, stopped at different iterations, are two rows: no mean of them
+    first = json.loads(json.dumps(runs[0]))
+    first["status"] = "running"
+    table = cifar.seeds.markdown_table({"CCE": {1: first, 2: going}}).splitlines()
+    assert table[2].startswith("| CCE (running) | 1 | ") and "±" not in table[2]
+    assert table[3].startswith("| CCE (running) | 2 | ") and len(table) == 4
     groups_again = cifar_report.main(["--seeds", *(str(root / f) for f in ("cce1", "cce2",
                                       "dm1", "dm2")), "--baseline", "CCE", "--out",
                                       str(tmp_path)])

@@ -90,10 +90,14 @@ def _cell(per_seed, fmt=_pct):
     return f"{fmt(m)} ± {fmt(sd)} ({seeds})"
 
 
-def _row(label, *runs):
-    """The table row of ``label`` that the ``runs`` belong in: ``label`` once all are done, else
-    ``"label (running)"``: a mean over a finished run and one halfway would be neither's number."""
-    return label if all(r["status"] == "done" for r in runs) else f"{label} (running)"
+def _row(label, seed, *runs):
+    """The table row (its label, and the seed when it holds one seed only) that the ``runs`` of
+    ``seed`` belong in: ``(label, None)`` once all are done, else ``("label (running)", seed)``: a
+    mean over a finished run and one halfway, or over two runs stopped at different iterations,
+    would be no run's number."""
+    if all(r["status"] == "done" for r in runs):
+        return label, None
+    return f"{label} (running)", seed
 
 
 def markdown_table(groups):
@@ -109,8 +113,8 @@ def markdown_table(groups):
     rows = {}
     for label, group in groups.items():
         for seed, run in group.items():
-            rows.setdefault(_row(label, run), {})[seed] = run
-    for label, group in rows.items():
+            rows.setdefault(_row(label, seed, run), {})[seed] = run
+    for (label, _), group in rows.items():
         v = seed_values(group)
         p = _cell(v["p_i clean"], lambda x: f"{x:.3f}") + " / " + \
             _cell(v["p_i corrupted"], lambda x: f"{x:.3f}")
@@ -157,10 +161,11 @@ def paired_table(groups, baseline):
              f"best - {baseline} best |", "|---|---|---|---:|---:|"]
     rows = {}
     for label, per_seed in paired_differences(groups, baseline).items():
-        rows.setdefault(label, {})  # the finished pairs' row first
+        rows.setdefault((label, None), {})  # the finished pairs' row first
         for seed, d in per_seed.items():
-            rows.setdefault(_row(label, groups[label][seed], groups[baseline][seed]), {})[seed] = d
-    for label, d in rows.items():
+            rows.setdefault(_row(label, seed, groups[label][seed], groups[baseline][seed]),
+                            {})[seed] = d
+    for (label, _), d in rows.items():
         if d:
             its = sorted({v[0] for v in d.values()})
             lines.append(f"| {label} | {', '.join(map(str, d))} | {', '.join(map(str, its))} | "

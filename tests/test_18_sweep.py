@@ -282,7 +282,8 @@ def test_killed_sweep_resumes_with_the_missing_cells_only(tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, str(ROOT / "examples" / "sweep.py"), str(grid), "--out",
                str(out), "--workers", "1", "--no-progress"]
-    sweep_process = subprocess.Popen(command, env=checkout_env(), stdout=subprocess.PIPE,
+    env = checkout_env()
+    sweep_process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
     cells = out / "cells"
     deadline = time.monotonic() + 600  # generous: a loaded 2-core machine starts slowly
@@ -301,7 +302,7 @@ def test_killed_sweep_resumes_with_the_missing_cells_only(tmp_path):
         time.sleep(0.1)
     assert not any(_alive(p) for p in workers), "a worker outlived its killed parent"
 
-    again = subprocess.run(command, env=checkout_env(), capture_output=True, text=True, timeout=900)
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"4 cells, {len(done)} already in" in again.stdout
     assert f"4 cells: {4 - len(done)} run, {len(done)} found done, 0 failed" in again.stdout
@@ -341,8 +342,8 @@ def test_the_example_grids_are_valid(path):
 def test_the_protocol_m_grid_is_the_protocol_of_the_committed_records():
     """examples/grids/cifar10_protocol_m.toml plans the fourteen runs of protocol M
     (docs/results.md: three validation candidates on seed 123, the chosen one on 124 and 125,
-    three methods on three seeds), and every committed protocol M record has exactly the settings of one
-    of its cells: a cluster running the grid runs what the records ran."""
+    three methods on three seeds), and every committed protocol M record has exactly the
+    settings of one of its cells: a cluster running the grid runs what the records ran."""
     grid = sweep.load_grid(ROOT / "examples" / "grids" / "cifar10_protocol_m.toml")
     jobs = sweep.plan(grid)
     methods = sorted((j.settings["loss"], tuple(sorted(j.settings["loss_params"].items())),

@@ -337,6 +337,8 @@ def test_the_example_grids_are_valid(path):
     grid = sweep.load_grid(path)
     jobs = sweep.plan(grid)
     assert len(jobs) == len(grid.cells()) and len({j.name for j in jobs}) == len(jobs)
+    # record names are file names on every system ("cifar10n:worst" -> "cifar10n-worst")
+    assert not [j.name for j in jobs if set(j.name) & set('/\\:*?"<>|')]
 
 
 def test_the_protocol_m_grid_is_the_protocol_of_the_committed_records():

@@ -29,7 +29,10 @@ clean validation split (``val_fraction`` of the training data, stratified by cla
 ``val_per_class`` images of each class from outside the subset: with ``"first"`` the next ones in
 the files' order; never corrupted: the paper searches hyperparameters on 80/20 splits), then label noise
 on what is left: ``"symmetric"`` (any class, Tables 1, 2, 9), ``"asymmetric"`` (CIFAR-100
-superclass swaps, Table 1), ``"pair"`` (CIFAR-10 class-dependent flips). The noisy labels are
+superclass swaps, Table 1), ``"pair"`` (CIFAR-10 class-dependent flips), or real human noise:
+``"cifar10n:worst"`` (also ``aggre``, ``random1``-``3``) gives every training image its CIFAR-10N
+label (tinydm.data.cifar_n; ``noise_rate`` plays no part). Real noise has no clean labels to
+validate on, so under it the validation split keeps its human labels too. The noisy labels are
 the ones the network sees, the class-balanced sampler included.
 
 Seeds. ``seed`` seeds the initialisation (``tinydm.manual_seed``, drawn on the host so every
@@ -42,7 +45,7 @@ each from its own stream ``SeedSequence(data_seed, spawn_key=(k,))``
 Evaluation (every ``eval_every`` iterations and at the end), each a record in ``evals``:
 
 * ``test_accuracy`` on the whole test set and ``test_class_histogram`` (how many test images
-  are predicted as each class); ``val_accuracy`` on the clean validation split, if any;
+  are predicted as each class); ``val_accuracy`` on the validation split, if any;
 * on the training set, against the labels it was given (Table 9's "Corrupted" column,
   ``train_accuracy_noisy_labels``) and against the clean ones ("Intact",
   ``train_accuracy_clean_labels``); ``noisy_memorised``: the share of the corrupted examples
@@ -73,7 +76,7 @@ batches are pure functions of the iteration and everything else is in the checkp
 from . import seeds
 from .data import DATA_STREAMS, RunData, load_dataset, prepare_data, synthetic_cifar
 from .report import FIGURES, load_results, markdown_table, write_figures, write_report
-from .settings import (DATASETS, DEFAULT_MILESTONES, NOISES, RESUMABLE, SAMPLERS, SGD_STYLES,
-                       SUBSET_ORDERS, Config)
+from .settings import (DATASETS, DEFAULT_MILESTONES, HUMAN_NOISES, NOISES, RESUMABLE, SAMPLERS,
+                       SGD_STYLES, SUBSET_ORDERS, Config)
 from .training import (CHECKPOINT, EXPERIMENT, RESULTS, Evaluator, build_model, build_optimizer,
                        format_summary, make_sampler, results_dict, run, summarise)

@@ -1,6 +1,6 @@
 """The data of a CIFAR run on the host: the data set (or synthetic images), a class-balanced
-subset, a clean validation split, the label noise and the training examples the training-set
-metrics use."""
+subset, a validation split (clean, except under CIFAR-10N's human noise, where it keeps its human
+labels), the label noise and the training examples the training-set metrics use."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...data import cifar as cifar_data
-from ...data import noise
+from ...data import cifar_n, noise
 from ..runner import seed_stream
 
 #: Spawn keys of the data draws of a ``data_seed`` (runner.seed_stream).
@@ -57,7 +57,8 @@ def load_dataset(config):
 @dataclass
 class RunData:
     """The host arrays of a run: the training images with their given (``labels``) and clean
-    labels and the ``corrupted`` mask, the clean validation split, the test set, and
+    labels and the ``corrupted`` mask, the validation split (clean labels, or the human ones under
+    CIFAR-10N noise), the test set, and
     ``eval_index`` (the training examples the training-set metrics use)."""
 
     train_images: np.ndarray
@@ -85,7 +86,9 @@ class RunData:
                 "train_size": n, "val_size": len(self.val_labels),
                 "test_size": len(self.test_labels),
                 "image_shape": list(self.train_images.shape[1:]),
-                "noise": config.noise, "noise_rate_requested": config.noise_rate,
+                "noise": config.noise,
+                "noise_rate_requested": None if config.human_noise else config.noise_rate,
+                "val_labels": config.noise if config.human_noise else "clean",
                 "noise_rate_realised": float(self.corrupted.mean()) if n else 0.0,
                 "train_label_counts": np.bincount(self.labels, minlength=self.num_classes).tolist(),
                 "eval_train_size": m, "eval_train_note": note}
@@ -124,10 +127,12 @@ def _subset(clean, num_classes, config):
     return keep, rest[held]
 
 
-def prepare_data(config, dataset=None):
+def prepare_data(config, dataset=None, human_labels=None):
     """Subset, validation split, label noise and evaluation subset of a config (on the host).
 
-    ``dataset``: a :class:`tinydm.data.cifar.CifarData` to use instead of loading one.
+    ``dataset``: a :class:`tinydm.data.cifar.CifarData` to use instead of loading one;
+    ``human_labels``: CIFAR-10N's label sets (:func:`tinydm.data.cifar_n.load`, checked against
+    the data set's clean labels here too) instead of reading them from ``config.data_dir``.
     """
     config = config.resolved()
     ds = load_dataset(config) if dataset is None else dataset
@@ -143,8 +148,19 @@ def prepare_data(config, dataset=None):
                                        _generator(config.data_seed, "split"))
         keep, val_index = keep[kept], keep[held]
     train_clean = clean[keep]
+    val_labels = clean[val_index]
     g = _generator(config.data_seed, "noise")
-    if config.noise == "none" or config.noise_rate == 0:
+    if config.human_noise:
+        # real noise has no clean validation split: the held-out images keep their human labels
+        variant = config.noise.split(":")[1]
+        if human_labels is None:
+            human = cifar_n.human_labels(variant, config.data_dir, clean)
+        else:
+            human = cifar_n.check_clean(human_labels, clean)[cifar_n.VARIANTS[variant]]
+        noisy = noise.NoisyLabels(human[keep], human[keep] != train_clean,
+                                  float((human[keep] != train_clean).mean()) if keep.size else 0.0)
+        val_labels = human[val_index]
+    elif config.noise == "none" or config.noise_rate == 0:
         noisy = noise.NoisyLabels(train_clean.copy(), np.zeros(train_clean.size, bool), 0.0)
     elif config.noise == "symmetric":
         noisy = noise.symmetric(train_clean, config.noise_rate, num_classes, g, config.noise_exact)
@@ -161,5 +177,5 @@ def prepare_data(config, dataset=None):
     eval_index = (np.arange(n) if m == n else
                   np.sort(_generator(config.data_seed, "eval_subset").choice(n, m, replace=False)))
     return RunData(images[keep], noisy.labels, train_clean, noisy.corrupted, images[val_index],
-                   clean[val_index], ds.test_images, np.asarray(ds.test_labels, dtype=np.int64),
+                   val_labels, ds.test_images, np.asarray(ds.test_labels, dtype=np.int64),
                    tuple(ds.classes), eval_index)

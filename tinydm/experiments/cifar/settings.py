@@ -6,11 +6,13 @@ import shlex
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from ...data import transforms
+from ...data import cifar_n, transforms
 from ..runner import Settings
 
 DATASETS = ("cifar10", "cifar100", "synthetic")
-NOISES = ("none", "symmetric", "asymmetric", "pair")
+#: CIFAR-10N's human label sets (tinydm.data.cifar_n) replace the given labels: "cifar10n:worst".
+HUMAN_NOISES = tuple(f"cifar10n:{v}" for v in cifar_n.VARIANTS)
+NOISES = ("none", "symmetric", "asymmetric", "pair", *HUMAN_NOISES)
 SAMPLERS = ("shuffle", "balanced")
 SGD_STYLES = ("caffe", "pytorch")
 #: How ``subset_per_class`` picks a class's images: at random, or the first ones in the files'
@@ -86,6 +88,9 @@ class Config(Settings):
             raise ValueError("cifar.Config: noise 'asymmetric' (superclass swaps) is CIFAR-100's")
         if self.noise == "pair" and self.dataset != "cifar10":
             raise ValueError("cifar.Config: noise 'pair' (class-dependent flips) is CIFAR-10's")
+        if self.human_noise and self.dataset != "cifar10":
+            raise ValueError(f"cifar.Config: noise {self.noise!r} (CIFAR-10N's human labels) "
+                             f"is CIFAR-10's, not {self.dataset}'s")
         self.check_number("noise_rate", 0.0, 1.0)
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"cifar.Config: val_fraction must be in [0, 1), got "
@@ -127,11 +132,20 @@ class Config(Settings):
                             std=None if self.std is None else tuple(self.std))
 
     @property
+    def human_noise(self):
+        """Whether the labels are CIFAR-10N's human ones (``noise_rate`` then plays no part)."""
+        return self.noise in HUMAN_NOISES
+
+    @property
     def name(self):
         """A folder name: data set, depth, noise, method and seed."""
         params = "".join(f"_{k}{v:g}" for k, v in self.loss_params.items())
-        noise_part = "clean" if self.noise == "none" or self.noise_rate == 0 else \
-            f"{self.noise}{self.noise_rate:g}"
+        if self.human_noise:
+            noise_part = self.noise.replace(":", "-")
+        elif self.noise == "none" or self.noise_rate == 0:
+            noise_part = "clean"
+        else:
+            noise_part = f"{self.noise}{self.noise_rate:g}"
         return f"{self.dataset}_resnet{self.depth}_{noise_part}_{self.loss}{params}_seed{self.seed}"
 
     def command(self, program="python examples/cifar_resnet.py"):

@@ -108,7 +108,7 @@ def _check_resumable(saved, config):
 
 
 def run(config, resume=False, overwrite=False, progress=True, figures=True, dataset=None,
-        log=print):
+        log=print, human_labels=None):
     """Train one run of ``config`` and return its results (also written to ``out_dir``).
 
     ``resume``: continue from ``out_dir/checkpoint.npz`` if it exists (else start afresh),
@@ -116,7 +116,8 @@ def run(config, resume=False, overwrite=False, progress=True, figures=True, data
     ``overwrite``. ``out_dir`` is claimed before the data load (runner.output_folder: writable,
     locked until the run ends, and holding no run of other settings unless ``overwrite``).
     ``dataset``: a :class:`tinydm.data.cifar.CifarData` to use instead of
-    loading ``config.dataset``. A run whose loss or weights become non-finite stops there: its
+    loading ``config.dataset``; ``human_labels``: CIFAR-10N's label sets
+    (:func:`tinydm.data.cifar_n.load`) to use instead of reading them from ``data_dir``. A run whose loss or weights become non-finite stops there: its
     record gets ``"status": "diverged"`` and ``summary["diverged_by"]`` (the iteration), the
     last checkpoint (before it) is kept.
     """
@@ -131,14 +132,15 @@ def run(config, resume=False, overwrite=False, progress=True, figures=True, data
     with output_folder(out, {"experiment": EXPERIMENT, **{k: v for k, v in config.as_dict().items()
                                                           if k not in RESUMABLE}},
                        overwrite, what="run"):
-        return _train(config, out, resume, progress, figures, dataset, log or (lambda *_: None))
+        return _train(config, out, resume, progress, figures, dataset, human_labels,
+                      log or (lambda *_: None))
 
 
-def _train(config, out, resume, progress, figures, dataset, log):
+def _train(config, out, resume, progress, figures, dataset, human_labels, log):
     """The body of :func:`run`, in its claimed output folder."""
     ckpt_path = out / CHECKPOINT
     with backend.device(config.device):
-        data = prepare_data(config, dataset)
+        data = prepare_data(config, dataset, human_labels)
         for labels_of, y in (("training", data.labels), ("test", data.test_labels)):
             # once, on the host: the loss does not check the range per batch on a GPU
             losses.check_label_range(f"cifar ({labels_of} labels)", y, data.num_classes)

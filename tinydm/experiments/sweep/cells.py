@@ -8,6 +8,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,14 +113,21 @@ class CifarCells:
 
     def load_data(self, settings, data_dir=None, cache_dir=None, download=True):
         names = sorted({s["dataset"] for s in settings} - {"synthetic"})
-        return {n: self.cifar.load_dataset(self.cifar.Config(dataset=n, data_dir=data_dir,
+        data = {n: self.cifar.load_dataset(self.cifar.Config(dataset=n, data_dir=data_dir,
                                                              download=download))
                 for n in names}
+        if any(s["noise"] in self.cifar.HUMAN_NOISES for s in settings):
+            # read (and checked) once here, like the images: workers need no data folder
+            from ...data import cifar_n
+
+            data["cifar10n"] = cifar_n.load(data_dir, data["cifar10"].train_labels)
+        return data
 
     def run(self, settings, data, work_dir):
         record = self.cifar.run({**settings, "out_dir": str(work_dir)}, resume=True,
                                 progress=False, figures=False, log=None,
-                                dataset=data.get(settings["dataset"]))
+                                dataset=data.get(settings["dataset"]),
+                                human_labels=data.get("cifar10n"))
         shutil.rmtree(work_dir, ignore_errors=True)
         return record
 
@@ -144,7 +152,8 @@ def text(value):
         return f"{value:g}"
     if isinstance(value, list):
         return ",".join(map(text, value))
-    return str(value).replace("/", "-").replace(os.sep, "-")
+    # a record's name is a file name on every system: no separators, no ':' ("cifar10n:worst")
+    return re.sub(r'[/\\:*?"<>|]', "-", str(value).replace(os.sep, "-"))
 
 
 def digest(settings):

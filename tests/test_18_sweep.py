@@ -4,6 +4,7 @@ resumed. Tiny grids on synthetic data: no network, no real data."""
 
 import csv
 import importlib.util
+import json
 import pathlib
 import signal
 import subprocess
@@ -308,6 +309,9 @@ def test_killed_sweep_resumes_with_the_missing_cells_only(tmp_path):
     assert f"4 cells: {4 - len(done)} run, {len(done)} found done, 0 failed" in again.stdout
     assert {p.name: p.read_bytes() for p in cells.glob("*.json") if p.name in done} == done
     assert len(list(cells.glob("*.json"))) == 4
+    for path in cells.glob("*.json"):  # committed as they are: no machine's paths inside
+        assert str(tmp_path) not in path.read_text()
+        assert json.loads(path.read_text())["config"]["out_dir"] == f"work/{path.stem}"
     assert not (out / "work").exists() or not any((out / "work").iterdir())
     rows = read_csv(out / "sweep.csv")
     assert [(r["lam"], r["beta"], r["n"]) for r in rows] == [

@@ -129,6 +129,8 @@ class CifarCells:
                                 dataset=data.get(settings["dataset"]),
                                 human_labels=data.get("cifar10n"))
         shutil.rmtree(work_dir, ignore_errors=True)
+        # where it ran, relative to the sweep's folder: a record names no machine's paths
+        record["config"]["out_dir"] = f"work/{Path(work_dir).name}"
         return record
 
 

@@ -322,6 +322,17 @@ def test_run_records_everything(reference_run):
     for name in cifar.FIGURES:
         assert (out / f"{name}.png").stat().st_size > 10_000
     assert "test best" in cifar.format_summary(results)
+    # which swaps of the noise are learnt by heart: [clean, given, count(, memorised)]
+    noise = results["data"]["noise_pairs"]
+    assert all(i != j and c > 0 for i, j, c in noise)
+    assert sum(c for *_, c in noise) == round(results["data"]["noise_rate_realised"]
+                                              * results["data"]["train_size"])
+    pairs = s["noisy_memorised_pairs_final"]
+    assert "noisy_memorised_pairs" not in evals[0] and pairs == evals[-1]["noisy_memorised_pairs"]
+    total = {(i, j): c for i, j, c in noise}
+    assert all(i != j and 0 <= m <= c <= total[i, j] for i, j, c, m in pairs)
+    assert sum(m for *_, m in pairs) / sum(c for _, _, c, _ in pairs) == \
+        pytest.approx(s["noisy_memorised_final"])
 
 
 def test_standin_device_gives_the_cpu_result(reference_run, tmp_path):

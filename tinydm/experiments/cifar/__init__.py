@@ -49,7 +49,10 @@ Evaluation (every ``eval_every`` iterations and at the end), each a record in ``
 * on the training set, against the labels it was given (Table 9's "Corrupted" column,
   ``train_accuracy_noisy_labels``) and against the clean ones ("Intact",
   ``train_accuracy_clean_labels``); ``noisy_memorised``: the share of the corrupted examples
-  predicted as their wrong label, ``noisy_corrected``: as their true label;
+  predicted as their wrong label, ``noisy_corrected``: as their true label; at the last
+  evaluation also ``noisy_memorised_pairs``, ``[clean class, given label, corrupted examples,
+  memorised]`` per swap of the noise (which swaps are learnt by heart; the noise's own confusion
+  over the whole training set is ``results["data"]["noise_pairs"]``);
 * ``mean_p_clean`` / ``mean_p_noisy``: the mean ``p_i`` (probability of the given label) of
   the intact and of the corrupted training examples (Figure 2a).
 

@@ -76,6 +76,12 @@ class RunData:
     def num_classes(self):
         return len(self.classes)
 
+    def noise_pairs(self):
+        """``[clean class, given label, count]`` of each swap the noise made: its confusion."""
+        pairs, counts = np.unique(np.stack([self.clean_labels, self.labels])[:, self.corrupted],
+                                  axis=1, return_counts=True)
+        return [[int(i), int(j), int(c)] for (i, j), c in zip(pairs.T, counts)]
+
     def summary(self, config):
         n, m = len(self.labels), len(self.eval_index)
         note = (f"training-set metrics on all {n} training examples" if m == n else
@@ -91,6 +97,7 @@ class RunData:
                 "val_labels": config.noise if config.human_noise else "clean",
                 "noise_rate_realised": float(self.corrupted.mean()) if n else 0.0,
                 "train_label_counts": np.bincount(self.labels, minlength=self.num_classes).tolist(),
+                "noise_pairs": self.noise_pairs(),
                 "eval_train_size": m, "eval_train_note": note}
 
 

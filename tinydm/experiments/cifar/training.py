@@ -63,6 +63,7 @@ class Evaluator:
         self.corrupted = backend.to_device(data.corrupted[sub], dev)
         self.n_noisy = int(data.corrupted[sub].sum())
         self.n_clean = sub.size - self.n_noisy
+        self.final_iteration = config.iterations
 
     def logits(self, model, images):
         """Logits of prepared images, in evaluation mode, ``batch_size`` images at a time."""
@@ -95,9 +96,23 @@ class Evaluator:
             "mean_p_noisy": share(p, noisy, self.n_noisy),
             "noisy_memorised": share(predicted == self.given, noisy, self.n_noisy),
             "noisy_corrected": share(predicted == self.clean, noisy, self.n_noisy),
-            "eval_seconds": time.perf_counter() - started,
         })
+        if it == self.final_iteration:  # once: C^2 pairs per evaluation would swell a record
+            metrics["noisy_memorised_pairs"] = memorised_pairs(
+                self.clean, self.given, noisy & (predicted == self.given), self.num_classes)
+        metrics["eval_seconds"] = time.perf_counter() - started
         return metrics
+
+
+def memorised_pairs(clean, given, memorised, num_classes):
+    """``[clean class, given label, corrupted examples, of them memorised]`` for each pair of
+    classes that the noise swaps (given != clean): which swaps a network learns by heart."""
+    xp = backend.get_array_module(clean)
+    pair = clean * num_classes + given
+    noisy = backend.to_numpy(xp.bincount(pair[clean != given], minlength=num_classes ** 2))
+    learnt = backend.to_numpy(xp.bincount(pair[memorised], minlength=num_classes ** 2))
+    return [[int(k // num_classes), int(k % num_classes), int(noisy[k]), int(learnt[k])]
+            for k in np.flatnonzero(noisy)]
 
 
 def _check_resumable(saved, config):
@@ -223,6 +238,8 @@ def summarise(history, batch_size):
     for key in ("train_accuracy_noisy_labels", "train_accuracy_clean_labels", "mean_p_clean",
                 "mean_p_noisy", "noisy_memorised", "noisy_corrected", "test_class_histogram"):
         summary[f"{key}_final"] = final[key]
+    if "noisy_memorised_pairs" in final:
+        summary["noisy_memorised_pairs_final"] = final["noisy_memorised_pairs"]
     if "val_accuracy" in final:
         best_val = max(evals, key=lambda e: e["val_accuracy"])
         summary.update(val_accuracy_best=best_val["val_accuracy"],

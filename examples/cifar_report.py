@@ -14,6 +14,17 @@ seed (protocol M of docs/results.md):
 
 which writes seeds.md (the methods, the paired differences, the validation choice among the
 --choose methods, the runs with their wall times and commands) and seeds.png.
+
+With --by-noise, runs of several noises (symmetric rates, CIFAR-10N's human labels) are grouped
+by noise, then by method and seed; at each noise DM's (lam, beta) is chosen by validation
+accuracy with --choose-seed (Table 9's question; docs/results.md):
+
+    python examples/cifar_report.py --by-noise docs/results/cifar/m/runs/*.json \
+        docs/results/cifar/noise-rates/cells/*.json --out docs/results/cifar/noise
+
+which writes noise.md (per noise: CCE, GCE and the chosen DM, the chosen lam; the seeds tables;
+under human noise which swaps each method memorises) and noise.png (final accuracy against the
+share of wrong labels).
 """
 
 import argparse
@@ -47,6 +58,8 @@ def main(argv=None):
                         help="a run's label in the table and figures, and its output folder")
     parser.add_argument("--seeds", nargs="+", type=record_path, metavar="RUN",
                         help="runs (results.json files or their folders) to group by method")
+    parser.add_argument("--by-noise", nargs="+", type=record_path, metavar="RUN",
+                        help="runs of several noises to group by noise, method and seed")
     parser.add_argument("--baseline", help="with --seeds: the method the others are compared "
                                            "with seed by seed, e.g. CCE")
     parser.add_argument("--choose", nargs="+", default=(), metavar="METHOD",
@@ -57,8 +70,17 @@ def main(argv=None):
                         help="the seed of the runs the choice is made on (default: %(default)s)")
     parser.add_argument("--out", required=True, help="folder for the tables and the figures")
     args = parser.parse_args(argv)
-    if bool(args.runs) == bool(args.seeds):
-        parser.error("give either LABEL=FOLDER runs or --seeds RUN ...")
+    if sum(map(bool, (args.runs, args.seeds, args.by_noise))) != 1:
+        parser.error("give one of LABEL=FOLDER runs, --seeds RUN ... or --by-noise RUN ...")
+    if args.by_noise:
+        try:
+            paths = cifar.noise_table.write_report(
+                [cifar.load_results(p) for p in args.by_noise], args.out, args.choose_seed)
+        except ValueError as e:
+            parser.error(str(e))
+        print(paths[0].read_text(), end="")
+        print("wrote " + ", ".join(str(p) for p in paths))
+        return paths
     if args.seeds:
         try:
             groups = cifar.seeds.group_runs([cifar.load_results(p) for p in args.seeds])

@@ -17,7 +17,7 @@ predicted positive, the mean over seeds).
 """
 
 from . import cifar, collapse, edf, explorer, imdb, style, sweep
-from .cifar import (cifar_accuracy, cifar_ess, cifar_p_i, cifar_seed_curves,
+from .cifar import (cifar_accuracy, cifar_ess, cifar_noise_rates, cifar_p_i, cifar_seed_curves,
                     cifar_test_predictions)
 from .collapse import (collapse_cifar, collapse_feedback, collapse_remedies, collapse_rescue,
                        collapse_seeds)

@@ -158,3 +158,33 @@ def cifar_seed_curves(groups, style="paper"):
     fig.suptitle(runs_title([(None, first, None)]))  # above all three: long for one panel
     legend_right(axes[2], handles=axes[0].get_legend_handles_labels()[0])
     return fig
+
+
+@styled
+def cifar_noise_rates(points, style="paper"):
+    """Final test accuracy against the share of wrong training labels (Table 9's question on
+    protocol M, docs/results.md): one line per method over the symmetric noise rates, the mean
+    over seeds with their std as error bars; human label sets (CIFAR-10N) as hollow markers at
+    their own share of wrong labels. ``points``: ``{method: [(share, [finals], noise)]}``
+    (tinydm.experiments.cifar.noise_table.curve_points)."""
+    fig = figure(7.5, 4.8, style=style)
+    ax = fig.add_subplot(1, 1, 1)
+    for k, (method, pts) in enumerate(points.items()):
+        colour = RUN_COLOURS[k % len(RUN_COLOURS)]
+        for human in (False, True):
+            sel = sorted((p for p in pts if p[2].startswith("cifar10n") == human),
+                         key=lambda p: p[0])
+            if not sel:
+                continue
+            x = [100 * p[0] for p in sel]
+            y = [100 * np.mean(p[1]) for p in sel]
+            err = [100 * np.std(p[1], ddof=1) if len(p[1]) > 1 else 0 for p in sel]
+            ax.errorbar(x, y, yerr=err, color=colour, capsize=3, lw=0 if human else 2,
+                        marker="o", ms=7 if human else 5, mfc="white" if human else colour,
+                        label=f"{method}{' (CIFAR-10N)' if human else ''}")
+    ax.set_xlabel("wrong training labels (%)")
+    ax.set_ylabel("final test accuracy (%)")
+    ax.set_xlim(-2, 90)  # symmetric r = 0 ... 0.8 and CIFAR-10N's 9-40% on one scale
+    ax.set_ylim(0, 100)
+    legend_right(ax)
+    return fig

@@ -76,7 +76,7 @@ batches are pure functions of the iteration and everything else is in the checkp
 """
 
 
-from . import seeds
+from . import noise_table, seeds
 from .data import DATA_STREAMS, RunData, load_dataset, prepare_data, synthetic_cifar
 from .report import FIGURES, load_results, markdown_table, write_figures, write_report
 from .settings import (DATASETS, DEFAULT_MILESTONES, HUMAN_NOISES, NOISES, RESUMABLE, SAMPLERS,

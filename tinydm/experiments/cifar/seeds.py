@@ -57,6 +57,8 @@ def intact_accuracy(run, which="final"):
     n_noisy = round(d["noise_rate_realised"] * d["train_size"]) if n == d["train_size"] else None
     if n_noisy is None:  # a random evaluation subset: the record's note says how many
         raise ValueError("intact_accuracy needs the training-set metrics on all examples")
+    if n_noisy == 0:  # clean labels: every example is intact
+        return s[f"train_accuracy_noisy_labels_{which}"]
     correct = n * s[f"train_accuracy_noisy_labels_{which}"] - n_noisy * s[f"noisy_memorised_{which}"]
     return correct / (n - n_noisy)
 
@@ -83,6 +85,8 @@ def _pct(v):
 
 
 def _cell(per_seed, fmt=_pct):
+    if None in per_seed.values():  # no corrupted examples to measure (clean labels)
+        return "-"
     m, sd = mean_std(list(per_seed.values()))
     seeds = ", ".join(fmt(v) for v in per_seed.values())
     if len(per_seed) == 1:
@@ -211,7 +215,8 @@ def validation_choice(groups, candidates, seed):
         best = max(evals, key=lambda e: e["val_accuracy"])  # the first of equal ones
         scores[label] = (best["val_accuracy"], best["iteration"], evals[-1]["val_accuracy"],
                          run["status"])
-    ready = len(scores) == len(candidates) and all(s[3] == "done" for s in scores.values())
+    ready = bool(candidates) and len(scores) == len(candidates) and \
+        all(s[3] == "done" for s in scores.values())
     chosen = max(scores, key=lambda k: scores[k][0]) if ready else None
     return chosen, scores
 

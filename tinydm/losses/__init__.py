@@ -25,8 +25,7 @@ returns ``gy * a_i * u_i``, where ``a_i = ||dL/dz_i||_1`` is set by the released
 ==============================  ====================================================  ==============
 loss                            a_i = L1 norm of example i's gradient                  value shown
 ==============================  ====================================================  ==============
-CCE, MAE, MSE, GCE (Eq. 1-4)    w_i / N, with w_i the loss's Eq. 6 weight (batch mean)  mean_i L_i
-and the zoo (focal, ..., phuber)
+Eq. 1-4 and the zoo (plain)     w_i / N, with w_i the loss's weight (batch mean)        mean_i L_i
 CCE-DN, ..., GCE-DN             w_i / sum_j w_j  (DN: the batch's total is one unit)    mean_i L_i
 DM, manipulate (Eq. 7)          (w_i / sum_j w_j) * 2(1-p_i) / (2(1-p_i) + 1e-6)        sum_i w_i/W (-log p_i)
 ==============================  ====================================================  ==============

@@ -344,7 +344,9 @@ def test_get_by_name_matches_the_functions(device):
               "gce": lambda a, b: losses.gce(a, b, q=0.4),
               "cce-dn": losses.cce_dn, "mae-dn": losses.mae_dn, "mse-dn": losses.mse_dn,
               "gce-dn": lambda a, b: losses.gce_dn(a, b, q=0.4),
-              "dm": lambda a, b: losses.dm(a, b, lam=1.0, beta=16.0)}
+              "dm": lambda a, b: losses.dm(a, b, lam=1.0, beta=16.0),
+              "focal": losses.focal, "poly1": losses.poly1, "taylor": losses.taylor,
+              "rce": losses.rce, "phuber": losses.phuber}  # the zoo's parameters: test_21
     params = {"gce": {"q": 0.4}, "gce-dn": {"q": 0.4}, "dm": {"lam": 1.0, "beta": 16.0}}
     assert set(direct) == set(losses.NAMES)
     for name, fn in direct.items():
@@ -359,7 +361,7 @@ def test_get_by_name_matches_the_functions(device):
 
 
 @pytest.mark.parametrize("name,params,match", [
-    ("focal", {}, r"unknown loss 'focal'; valid names and parameters: cce .*dm\(lam, beta, ess_floor=0.0"),
+    ("hinge", {}, r"unknown loss 'hinge'; valid names and parameters: cce .*dm\(lam, beta, ess_floor=0.0"),
     ("cce", {"q": 0.5}, r"loss 'cce': unknown parameter\(s\) q; use cce \(no parameters\)"),
     ("gce", {"lam": 1}, r"unknown parameter\(s\) lam; use gce\(q=0.7\)"),
     ("dm", {"lam": 0.5}, r"loss 'dm': missing parameter\(s\) beta; use dm\(lam, beta, ess_floor=0.0"),

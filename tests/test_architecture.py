@@ -14,7 +14,7 @@ BASE = {"backend": set(), "files": set(), "tensor": {"backend"},
         "optim": {"backend", "tensor", "nn"}, "checkpoint": {"backend", "files"},
         "data": {"backend", "files"}, "train": {"backend", "tensor", "edf", "losses"},
         "experiments.runner": {"backend", "files", "nn", "train"},
-        "experiments.toy": {"tensor", "losses"}}
+        "experiments.toy": {"tensor", "losses"}, "exercises": {"tensor", "gradcheck", "losses"}}
 BELOW_EXPERIMENTS = {"backend", "files", "tensor", "functional", "gradcheck", "operators", "edf",
                      "losses", "nn", "optim", "checkpoint", "data", "train",
                      "experiments.runner"}

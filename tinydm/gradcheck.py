@@ -24,6 +24,34 @@ def _vdot(a, b):
     return float((a * b).sum())
 
 
+def numerical_gradient(fn, t, v, eps=1e-6):
+    """The full-mode estimate of ``J^T v`` for the Tensor ``t``: for every element ``x_k``,
+    ``<v, f(x + eps e_k) - f(x - eps e_k)> / (2 eps)``, where ``fn()`` returns ``f`` (reading
+    ``t``) and ``v`` is the upstream gradient. ``t.data`` is restored afterwards."""
+    xp = backend.get_array_module(t.data)
+    original = t.data
+    t.data = xp.ascontiguousarray(original)  # perturbed in place through a flat view
+    numeric = xp.zeros_like(t.data)
+    flat, nflat = t.data.reshape(-1), numeric.reshape(-1)
+
+    def probe():
+        with no_grad():
+            return _vdot(fn().data, v)
+
+    try:
+        for k in range(t.size):
+            orig = float(flat[k])
+            flat[k] = orig + eps
+            up = probe()
+            flat[k] = orig - eps
+            down = probe()
+            flat[k] = orig
+            nflat[k] = (up - down) / (2 * eps)
+    finally:
+        t.data = original
+    return numeric
+
+
 def gradcheck(fn, *inputs, mode="auto", eps=1e-6, atol=1e-6, rtol=1e-4, seed=0, max_full=256):
     """Check ``fn``'s backward on every input that requires grad; raise GradcheckError if wrong.
 
@@ -56,19 +84,7 @@ def gradcheck(fn, *inputs, mode="auto", eps=1e-6, atol=1e-6, rtol=1e-4, seed=0, 
         analytic = t.grad.data if t.grad is not None else xp.zeros_like(t.data)
         full = mode == "full" or (mode == "auto" and t.size <= max_full)
         if full:
-            original = t.data
-            t.data = xp.ascontiguousarray(original)  # perturbed in place through a flat view
-            numeric = xp.zeros_like(t.data)
-            flat, nflat = t.data.reshape(-1), numeric.reshape(-1)
-            for k in range(t.size):
-                orig = float(flat[k])
-                flat[k] = orig + eps
-                up = probe()
-                flat[k] = orig - eps
-                down = probe()
-                flat[k] = orig
-                nflat[k] = (up - down) / (2 * eps)
-            t.data = original
+            numeric = numerical_gradient(lambda: fn(*inputs), t, v, eps)
             err = abs(analytic - numeric) - (atol + rtol * abs(numeric))
             worst = int(err.reshape(-1).argmax())
             if float(err.reshape(-1)[worst]) > 0:

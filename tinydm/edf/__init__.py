@@ -19,7 +19,15 @@ name        w(p)                            equation     parameters             
 ``ed``      exp(beta (1 - p))               Eq. 10       beta                     0 (beta > 0)
 ``bd``      p^(alpha-1) (1 - p)^(eta-1)     Eq. 11       alpha, eta               (alpha-1)/(alpha+eta-2)
 ``dm``      exp(beta p^lam (1 - p))         Eq. 12       lam, beta                lam/(lam+1) (beta > 0)
+``focal``   2(1-p)^g ((1-p) - g p log p)    focal loss   gamma = 2                numerical only
+``poly1``   2 (1 - p) (1 + eps p)           Poly-1       epsilon = 1              (eps-1)/(2 eps) or 0
+``taylor``  2 (1 - p) (1 - (1 - p)^t)       Taylor CE    t = 2                    1 - (t+1)^(-1/t)
+``rce``     -2 A p (1 - p)                  reverse CE   A = -4                   1/2
+``phuber``  2 (1 - p) min(tau p, 1)         PHuber-CE    tau = 10                 min(1/2, 1/tau)
 ==========  ==============================  ===========  =======================  ============
+
+The last five are the loss zoo (tinydm/losses/zoo.py): a loss of ``p`` alone has the weight
+``w = -L'(p) p 2(1 - p)``.
 
 Each weighting function is written **once**, as ``log w`` in terms of ``log p`` and
 ``log(1 - p)`` (:func:`log_weight`), with array-module-generic code (NumPy, CuPy, the stand-in):

@@ -113,13 +113,15 @@ def emphasis_mode(name, grid=4097, **params):
 
 def emphasis_mode_closed_form(name, **params):
     """``psi`` in closed form: Eq. 6 (0, 1/2, 1/3, q/(q+1)), Eq. 12 (``lam/(lam+1)`` for
-    ``beta > 0``), and for ND, ED and BD the values their shapes give. Raises ValueError where
+    ``beta > 0``), for ND, ED and BD the values their shapes give, and the zoo's (all but
+    focal's). Raises ValueError where
     the mode is not unique or has no closed form (e.g. DM with ``beta <= 0`` and ``lam > 0``)."""
     e, params = resolve(name, **params)
     psi = e.mode(**params) if e.mode else None
     if psi is None:
         raise ValueError(f"weighting function {name!r} with {params} has no unique emphasis mode "
-                         "in closed form (several maxima or a flat w); see emphasis_mode()")
+                         "in closed form (several maxima, a flat w, or a transcendental equation "
+                         "such as focal's); see emphasis_mode()")
     return psi
 
 

@@ -61,6 +61,68 @@ def _log_dm(log_p, log_1mp, lam, beta):
     return beta * xp.exp(_times(lam, log_p)) * xp.exp(log_1mp)
 
 
+# The zoo: losses of p_i alone from the literature (tinydm/losses/zoo.py). Any such loss L(p_i) has
+# dL/dz_i = L'(p_i) dp_i/dz_i = -L'(p_i) p_i d_i (Eq. 16), the CCE direction, so its weight is
+# w(p) = -L'(p) p * 2(1 - p) (the L1 norm of d_i is 2(1 - p), Eq. 5-6).
+def _log_focal(log_p, log_1mp, gamma):
+    """Focal loss (Lin et al. 2017), ``L = -(1-p)^gamma log p``:
+    ``-L' p = (1-p)^(gamma-1) ((1-p) - gamma p log p)``, so
+    ``w = 2 (1-p)^(gamma+1) (1 + gamma p r)`` with ``r = -log p / (1-p)`` (>= 1).
+
+    ``r`` is taken from ``log p`` where ``p < 1/2`` and as ``-log1p(-(1-p)) / (1-p)`` above, where
+    ``log p`` has rounded to 0 long before ``1 - p`` underflows; ``p r -> 0`` as ``p -> 0`` and
+    ``r -> 1`` as ``p -> 1``. So ``log w`` stays finite wherever ``log p`` and ``log(1-p)`` are.
+    """
+    xp = backend.get_array_module(log_p)
+    p, q = xp.exp(log_p), xp.exp(log_1mp)
+    near_1 = p >= 0.5
+    q_safe = xp.where(near_1 & (q > 0), q, 0.5)     # the branch not taken gets a harmless 1/2
+    r_near_1 = xp.where(q > 0, -xp.log1p(-q_safe) / q_safe, 1.0)
+    p_r_far = xp.where(p > 0, -p * log_p, 0) * xp.exp(-xp.maximum(log_1mp, -LOG2))
+    p_r = xp.where(near_1, p * r_near_1, p_r_far)
+    return LOG2 + (gamma + 1) * log_1mp + xp.log1p(gamma * p_r)
+
+
+def _log_poly1(log_p, log_1mp, epsilon):
+    """Poly-1 (Leng et al. 2022), ``L = -log p + epsilon (1 - p)``: ``-L' p = 1 + epsilon p``, so
+    ``w = 2 (1-p) (1 + epsilon p)``. For ``epsilon < 0`` the factor is written
+    ``(1 + epsilon) + (-epsilon)(1 - p)``, a sum of two terms >= 0 added in log space, exact as
+    ``p -> 1``."""
+    xp = backend.get_array_module(log_p)
+    if epsilon >= 0:
+        factor = xp.log1p(epsilon * xp.exp(log_p))
+    elif epsilon == -1:
+        factor = log_1mp                                # 1 - p: w = 2 (1-p)^2
+    else:
+        factor = xp.logaddexp(math.log1p(epsilon), math.log(-epsilon) + log_1mp)
+    return LOG2 + log_1mp + factor
+
+
+def _log_taylor(log_p, log_1mp, t):
+    """Taylor cross entropy of order t (Feng et al. 2020), ``L = sum_{k=1}^t (1-p)^k / k``, the
+    first t terms of ``-log p = -log(1 - (1-p))``: ``-L' p = p sum_{k<t} (1-p)^k = 1 - (1-p)^t``,
+    so ``w = 2 (1-p) (1 - (1-p)^t)`` (t = 1: MAE; t -> inf: CCE), computed as
+    ``2 (1-p) p sum_{k<t} (1-p)^k``: no ``1 - (1-p)^t`` to cancel, a sum >= 1 to log."""
+    xp = backend.get_array_module(log_p)
+    q = xp.exp(log_1mp)
+    return LOG2 + log_1mp + log_p + xp.log(sum(q ** k for k in range(int(t))))
+
+
+def _log_rce(log_p, log_1mp, A):
+    """Reverse CE, the RCE half of symmetric CE (Wang et al. 2019): with ``log 0`` clipped to
+    ``A``, ``RCE = -sum_j p_j log e_ij = -A (1 - p)``: ``-L' p = -A p``, ``w = -2A p (1-p)``,
+    MAE scaled by ``-A``."""
+    return math.log(-2 * A) + log_p + log_1mp
+
+
+def _log_phuber(log_p, log_1mp, tau):
+    """Partially Huberised CE (Menon et al. 2020): ``L = -tau p + log tau + 1`` for
+    ``p <= 1/tau``, ``-log p`` above (the tangent of ``-log p`` at ``1/tau``, so L' is continuous):
+    ``-L' p = tau p`` below, ``1`` above; ``w = 2 (1-p) min(tau p, 1)``."""
+    xp = backend.get_array_module(log_p)
+    return LOG2 + log_1mp + xp.minimum(math.log(tau) + log_p, 0)
+
+
 # ----------------------------------------------------------------------------------------------
 # Closed forms: the emphasis mode (Definition 1) and the area of Eq. 8, where there is one.
 # Each returns None where it has no closed form (the numerical routines below then apply).
@@ -135,6 +197,28 @@ def _log_area_dm(lam, beta):
     return None
 
 
+def _mode_poly1(epsilon):
+    # d/dp [(1-p)(1 + epsilon p)] = (epsilon - 1) - 2 epsilon p: an interior maximum at
+    # (epsilon - 1) / (2 epsilon) when epsilon > 1; otherwise w decreases from p = 0.
+    return (epsilon - 1) / (2 * epsilon) if epsilon > 1 else 0.0
+
+
+def _mode_taylor(t):
+    # With r = 1 - p: d/dr [r (1 - r^t)] = 1 - (t + 1) r^t = 0  =>  r = (t + 1)^(-1/t).
+    return 1 - (t + 1) ** (-1 / t)
+
+
+def _mode_phuber(tau):
+    # 2 tau p (1 - p) rises to p = min(1/2, 1/tau), then 2(1 - p) (above 1/tau) falls; at
+    # tau <= 2 the peak 1/2 of the first piece lies below the kink.
+    return min(0.5, 1 / tau)
+
+
+def _log_area_phuber(tau):
+    # int_0^(1/tau) 2 tau p (1-p) dp + int_(1/tau)^1 2 (1-p) dp = 1 - 1/tau + 1/(3 tau^2).
+    return math.log(1 - 1 / tau + 1 / (3 * tau ** 2))
+
+
 # ----------------------------------------------------------------------------------------------
 # The registry
 # ----------------------------------------------------------------------------------------------
@@ -166,7 +250,26 @@ def _check_lam(lam):
         raise ValueError(f"lam must be >= 0 (Eq. 12), got {lam}")
 
 
-_CHECKS = {"q": _check_q, "lam": _check_lam, "alpha": _positive("alpha"), "eta": _positive("eta")}
+def _check_order(t):
+    if not (t >= 1 and t == int(t)):
+        raise ValueError(f"t (the Taylor order) must be an integer >= 1, got {t}")
+
+
+def _at_least(name, low):
+    def check(v):
+        if not v >= low:
+            raise ValueError(f"{name} must be >= {low}, got {v}")
+    return check
+
+
+def _check_log_zero(A):
+    if not A < 0:
+        raise ValueError(f"A (log 0 clipped, as in SCE) must be < 0, got {A}")
+
+
+_CHECKS = {"q": _check_q, "lam": _check_lam, "alpha": _positive("alpha"), "eta": _positive("eta"),
+           "gamma": _at_least("gamma", 0), "epsilon": _at_least("epsilon", -1), "t": _check_order,
+           "A": _check_log_zero, "tau": _at_least("tau", 1)}
 
 EDFS = {e.name: e for e in (
     EDF("cce", r"$2(1-p_i)$", _log_cce, {}, lambda: 0.0, lambda: 0.0),
@@ -181,6 +284,18 @@ EDFS = {e.name: e for e in (
         {"alpha": REQUIRED, "eta": REQUIRED}, _mode_bd, _log_area_bd),
     EDF("dm", r"$e^{\beta p_i^\lambda(1-p_i)}$", _log_dm,
         {"lam": REQUIRED, "beta": REQUIRED}, _mode_dm, _log_area_dm),
+    # the zoo (tinydm/losses/zoo.py); focal's mode solves gamma log p ((gamma+1) p - 1) =
+    # (2 gamma + 1)(1 - p), which has no closed form, and its area needs the digamma function
+    EDF("focal", r"$2(1-p_i)^\gamma(1-p_i-\gamma p_i\log p_i)$", _log_focal, {"gamma": 2.0},
+        lambda gamma: 0.0 if gamma == 0 else None),
+    EDF("poly1", r"$2(1-p_i)(1+\epsilon p_i)$", _log_poly1, {"epsilon": 1.0}, _mode_poly1,
+        lambda epsilon: math.log(1 + epsilon / 3)),
+    EDF("taylor", r"$2(1-p_i)(1-(1-p_i)^t)$", _log_taylor, {"t": 2.0}, _mode_taylor,
+        lambda t: math.log(t / (t + 2))),
+    EDF("rce", r"$-2Ap_i(1-p_i)$", _log_rce, {"A": -4.0}, lambda A: 0.5,
+        lambda A: math.log(-A / 3)),
+    EDF("phuber", r"$2(1-p_i)\min(\tau p_i, 1)$", _log_phuber, {"tau": 10.0}, _mode_phuber,
+        _log_area_phuber),
 )}
 NAMES = tuple(EDFS)
 

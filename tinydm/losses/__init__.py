@@ -4,6 +4,8 @@
   the backward ``a_i u_i``);
 - :mod:`tinydm.losses.eq6`: CCE, MAE, MSE, GCE, plain and DN;
 - :mod:`tinydm.losses.dm`: DM, Eq. 7 next to its derivation;
+- :mod:`tinydm.losses.zoo`: focal, Poly-1, Taylor CE, reverse CE, partially Huberised CE: losses
+  of ``p_i`` alone from the literature, each with its weight ``w = -L'(p) p 2(1-p)``;
 - :mod:`tinydm.losses.registry`: the losses by name with their parameters (``get``).
 
 Every loss here takes logits ``z`` of shape (N, C) and integer labels ``y`` of shape (N,), returns
@@ -23,7 +25,7 @@ returns ``gy * a_i * u_i``, where ``a_i = ||dL/dz_i||_1`` is set by the released
 ==============================  ====================================================  ==============
 loss                            a_i = L1 norm of example i's gradient                  value shown
 ==============================  ====================================================  ==============
-CCE, MAE, MSE, GCE (Eq. 1-4)    w_i / N, with w_i the loss's Eq. 6 weight (batch mean)  mean_i L_i
+Eq. 1-4 and the zoo (plain)     w_i / N, with w_i the loss's weight (batch mean)        mean_i L_i
 CCE-DN, ..., GCE-DN             w_i / sum_j w_j  (DN: the batch's total is one unit)    mean_i L_i
 DM, manipulate (Eq. 7)          (w_i / sum_j w_j) * 2(1-p_i) / (2(1-p_i) + 1e-6)        sum_i w_i/W (-log p_i)
 ==============================  ====================================================  ==============
@@ -50,9 +52,10 @@ Per-example details, without a second forward pass: ``details(loss)`` returns ``
 weights ``w_i`` and the shares ``w_i / sum_j w_j`` of the batch that made ``loss``.
 """
 
-from ..edf import GCE_Q
+from ..edf import EDFS, GCE_Q
 from .dm import DM, DM_EPS, Manipulate
 from .eq6 import CCE, GCE, MAE, MSE
+from .zoo import RCE, Focal, PHuber, Poly1, Taylor
 from .node import SoftmaxLoss, SoftmaxStats, check_label_range
 from .registry import NAMES, LossFunction, get, parameters, renormalises
 
@@ -95,6 +98,31 @@ def mse_dn(logits, labels):
 def gce_dn(logits, labels, q=GCE_Q):
     """GCE with derivative normalisation."""
     return GCE(q, dn=True)(logits, labels)
+
+
+def focal(logits, labels, gamma=EDFS["focal"].params["gamma"]):
+    """Focal loss, ``-(1 - p_i)^gamma log p_i``, batch mean (tinydm/losses/zoo.py)."""
+    return Focal(gamma)(logits, labels)
+
+
+def poly1(logits, labels, epsilon=EDFS["poly1"].params["epsilon"]):
+    """Poly-1, ``-log p_i + epsilon (1 - p_i)``, batch mean."""
+    return Poly1(epsilon)(logits, labels)
+
+
+def taylor(logits, labels, t=EDFS["taylor"].params["t"]):
+    """Taylor cross entropy of order ``t``, ``sum_{k=1}^t (1 - p_i)^k / k``, batch mean."""
+    return Taylor(t)(logits, labels)
+
+
+def rce(logits, labels, A=EDFS["rce"].params["A"]):
+    """Reverse cross entropy with ``log 0 = A``, ``-A (1 - p_i)``, batch mean."""
+    return RCE(A)(logits, labels)
+
+
+def phuber(logits, labels, tau=EDFS["phuber"].params["tau"]):
+    """Partially Huberised CE, ``-log p_i`` clipped to its tangent below ``p_i = 1/tau``, batch mean."""
+    return PHuber(tau)(logits, labels)
 
 
 def dm(logits, labels, lam, beta):

@@ -4,6 +4,7 @@ parameters with their defaults (GCE's ``q`` comes from tinydm/edf/functions.py).
 from .. import edf as _edf
 from .dm import DM
 from .eq6 import CCE, GCE, MAE, MSE
+from .zoo import RCE, Focal, PHuber, Poly1, Taylor
 
 REQUIRED = _edf.REQUIRED
 REGISTRY = {  # name -> (Function class, fixed arguments, parameters with defaults)
@@ -16,6 +17,9 @@ REGISTRY = {  # name -> (Function class, fixed arguments, parameters with defaul
     "mse-dn": (MSE, {"dn": True}, {}),
     "gce-dn": (GCE, {"dn": True}, {"q": _edf.GCE_Q}),
     "dm": (DM, {}, {"lam": REQUIRED, "beta": REQUIRED, "ess_floor": 0.0, "per_class": False}),
+    # the zoo (tinydm/losses/zoo.py): parameters and defaults as their weighting functions'
+    **{cls.name: (cls, {}, dict(_edf.EDFS[cls.name].params))
+       for cls in (Focal, Poly1, Taylor, RCE, PHuber)},
 }
 NAMES = tuple(REGISTRY)
 
@@ -79,8 +83,8 @@ class LossFunction:
 
 
 def get(name, **params):
-    """The loss called ``name`` (cce, mae, mse, gce, cce-dn, mae-dn, mse-dn, gce-dn, dm; ``_`` may
-    stand for ``-``) with its parameters bound, as a callable ``f(logits, labels)``.
+    """The loss called ``name`` (cce, mae, mse, gce, cce-dn, mae-dn, mse-dn, gce-dn, dm, and the
+    zoo: focal, poly1, taylor, rce, phuber; ``_`` may stand for ``-``) with its parameters bound, as a callable ``f(logits, labels)``.
 
     >>> f = get("dm", lam=0.5, beta=8);  loss = f(logits, labels)
 

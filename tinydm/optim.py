@@ -34,6 +34,7 @@ difference is tiny, with the /10 steps of its CIFAR runs it lasts a few dozen it
 
 import bisect
 import math
+from typing import Any
 
 from . import backend
 from .nn.module import copy_to
@@ -43,7 +44,7 @@ from .tensor import Tensor
 class Optimizer:
     """Base class: a list of parameters, a learning rate ``lr``, per-parameter ``state`` dicts."""
 
-    hyperparameters = ("lr",)  # saved by state_dict, with the per-parameter state
+    hyperparameters: tuple[str, ...] = ("lr",)  # saved by state_dict, with the per-parameter state
 
     def __init__(self, params, lr):
         self.params = list(params)
@@ -58,7 +59,7 @@ class Optimizer:
         if lr < 0:
             raise ValueError(f"{type(self).__name__}: lr must be >= 0, got {lr}")
         self.lr = lr
-        self.state = [{} for _ in self.params]
+        self.state: list[dict[str, Any]] = [{} for _ in self.params]
 
     def zero_grad(self):
         """Forget the gradients (``grad = None``)."""

@@ -9,6 +9,7 @@ import numpy as np
 from .. import backend
 from .functions import as_p, log_weight_at, resolve
 
+
 def _simpson_log_area(e, params, n=2 ** 12 + 1):
     """``log int_0^1 w dp`` by composite Simpson's rule on ``n`` (odd) equally spaced points.
 

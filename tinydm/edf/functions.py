@@ -4,7 +4,7 @@ their closed-form modes and areas, and the registry that names them (:data:`EDFS
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 
@@ -145,8 +145,8 @@ class EDF:
     formula: str                       # w(p) in matplotlib mathtext, for legends
     log_weight: Callable               # (log_p, log_1mp, **params) -> log w
     params: dict                       # parameter -> default (REQUIRED: no default)
-    mode: Optional[Callable] = None    # (**params) -> psi or None
-    log_area: Optional[Callable] = None  # (**params) -> log int_0^1 w dp, or None
+    mode: Callable | None = None    # (**params) -> psi or None
+    log_area: Callable | None = None  # (**params) -> log int_0^1 w dp, or None
 
 
 def _positive(name):

@@ -24,6 +24,8 @@ GEMM: the same products, about twice as fast; the chunks run side by side on the
 are plain contiguous NCHW.
 """
 
+from typing import Any
+
 from ..backend import as_strided, get_array_module, map_batch_chunks
 from ..tensor import Function
 
@@ -105,7 +107,7 @@ class _Columns:
         self.cells = out_size[0] * self.width
         self.rows = x.shape[1] * kernel[0] * kernel[1]
         self.item_bytes = self.rows * self.cells * x.itemsize
-        self.windows = None if self.padded else _windows(x, kernel, stride, out_size)
+        self.windows: Any = None if self.padded else _windows(x, kernel, stride, out_size)
 
     def buffers(self, size):
         xp, (_, c, h, w), (ph, pw) = get_array_module(self.x), self.x.shape, self.padding

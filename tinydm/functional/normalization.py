@@ -155,4 +155,5 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training=True, momentu
         if r is not None and not is_array(r):
             raise TypeError(f"batch_norm: {name} must be a Tensor or an array (updated in place), "
                             f"got {type(r).__name__}")
-    return BatchNorm(*stats, training, momentum, eps)(x, gamma, beta)
+    mean_data, var_data = stats
+    return BatchNorm(mean_data, var_data, training, momentum, eps)(x, gamma, beta)

@@ -1,12 +1,15 @@
 """Losses by name, for configs and command lines: the one place that lists every loss and its
 parameters with their defaults (GCE's ``q`` comes from tinydm/edf/functions.py)."""
 
+from typing import Any
+
 from .. import edf as _edf
 from .dm import DM
 from .eq6 import CCE, GCE, MAE, MSE
 
 REQUIRED = _edf.REQUIRED
-REGISTRY = {  # name -> (Function class, fixed arguments, parameters with defaults)
+# name -> (Function class, fixed arguments, parameters with defaults)
+REGISTRY: dict[str, tuple[type, dict[str, Any], dict[str, Any]]] = {
     "cce": (CCE, {}, {}),
     "mae": (MAE, {}, {}),
     "mse": (MSE, {}, {}),

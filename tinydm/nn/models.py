@@ -47,7 +47,7 @@ class BasicBlock(Module):
         self.stride, self.extra_channels = stride, out_channels - in_channels
         reshapes = stride != 1 or in_channels != out_channels
         if reshapes and shortcut == "B":
-            self.downsample = Sequential(
+            self.downsample: Sequential | None = Sequential(
                 Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
                 BatchNorm2d(out_channels))
         else:

@@ -16,6 +16,10 @@ is created on first use on the parameters' device, so build the optimiser after 
 ``optimizer.to(device)`` as well once it has taken steps (PyTorch gives the same advice).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .. import backend
 from ..tensor import Tensor
 
@@ -52,7 +56,16 @@ class Module:
     """Base class of every layer and model. Subclasses set their parts in ``__init__`` (after
     ``super().__init__()``) and define ``forward``; calling the module calls ``forward``."""
 
-    def __init__(self):
+    _parameters: dict[str, Any]
+    _buffers: dict[str, Any]
+    _modules: dict[str, Any]  # Modules
+    training: bool
+
+    if TYPE_CHECKING:  # pragma: no cover
+        # attributes registered at run time (submodules, buffers): any name may be one
+        def __getattr__(self, name: str) -> Any: ...
+
+    def __init__(self) -> None:
         # object.__setattr__: these three dicts are the registry itself, not registered values.
         object.__setattr__(self, "_parameters", {})
         object.__setattr__(self, "_buffers", {})

@@ -77,13 +77,14 @@ def test_the_slugs_are_githubs():
 
 
 def readme_commands():
-    """``python examples/X.py ...`` and ``python -m MODULE ...`` as the README shows them, in
-    code blocks and inline code: (what is run, the line it came from)."""
+    """``python examples/X.py ...`` (or benchmarks/) and ``python -m MODULE ...`` as the README
+    shows them, in code blocks and inline code: (what is run, the line it came from)."""
     text = README.read_text(encoding="utf-8")
     code = [m.group(0) for m in FENCE.finditer(text)] + INLINE_CODE.findall(text)
     found = {}
     for block in code:
-        for m in re.finditer(r"\bpython3?\s+(-m\s+[\w.]+|examples/[\w/]+\.py)", block):
+        pattern = r"\bpython3?\s+(-m\s+[\w.]+|(?:examples|benchmarks)/[\w/]+\.py)"
+        for m in re.finditer(pattern, block):
             found.setdefault(m.group(1), m.group(0))
     return sorted(found.items())
 

@@ -23,7 +23,7 @@ REGISTRY: dict[str, tuple[type, dict[str, Any], dict[str, Any]]] = {
 NAMES = tuple(REGISTRY)
 
 
-def parameters(name):
+def parameters(name: str) -> dict[str, Any]:
     """The parameters of loss ``name`` and their defaults (:data:`REQUIRED`: none)."""
     return dict(REGISTRY[_key(name)][2])
 
@@ -81,7 +81,7 @@ class LossFunction:
         return f"losses.get({self.name!r}{', ' if args else ''}{args})"
 
 
-def get(name, **params):
+def get(name: str, **params: Any) -> LossFunction:
     """The loss called ``name`` (cce, mae, mse, gce, cce-dn, mae-dn, mse-dn, gce-dn, dm; ``_`` may
     stand for ``-``) with its parameters bound, as a callable ``f(logits, labels)``.
 

@@ -199,7 +199,7 @@ def run_steps(args, frameworks, infos):
         results[name] = {}
         for threads in args.threads:
             print(f"  step {name}, {threads} thread(s) ...", flush=True)
-            samples = paired(frameworks, lambda fw, r: run_children(
+            samples = paired(frameworks, lambda fw, r, name=name, threads=threads: run_children(
                 args, [("step", fw, name, threads)])[0], args.rounds)
             for fw, s in samples.items():
                 infos.setdefault(fw, s[0]["info"])
@@ -225,7 +225,7 @@ def run_concurrent(args, frameworks):
     for name in args.cases:
         print(f"  concurrent {name}: {n} x 1 thread against 1 x {n} threads ...", flush=True)
 
-        def one_round(fw, r):
+        def one_round(fw, r, name=name):
             together = run_children(args, [("step", fw, name, 1)] * n)
             single = run_children(args, [("step", fw, name, n)])[0]
             return (sum(x["result"]["images_per_second"] for x in together),
@@ -259,7 +259,7 @@ def run_ops(args, frameworks):
     results = {}
     for threads in args.threads:
         print(f"  ops, {threads} thread(s) ...", flush=True)
-        samples = paired(frameworks, lambda fw, r: run_children(
+        samples = paired(frameworks, lambda fw, r, threads=threads: run_children(
             args, [("ops", fw, None, threads)])[0]["result"]["op_seconds"], args.rounds)
         results[str(threads)] = {name: compare({fw: [s[name] for s in samples[fw]]
                                                 for fw in frameworks if name in samples[fw][0]})

@@ -77,7 +77,8 @@ def parse_args(argv=None):
                            "CIFAR-10_human.npz; worst ~40%%, random1 ~17%%, aggre ~9%% wrong; "
                            "--noise-rate is then unused and the validation split keeps its "
                            "human labels) (default: %(default)s)")
-    data.add_argument("--noise-rate", type=runner.finite_float, default=D.noise_rate, help="r (default: %(default)s)")
+    data.add_argument("--noise-rate", type=runner.finite_float, default=D.noise_rate,
+                      help="r (default: %(default)s)")
     data.add_argument("--noise-exact", action="store_true",
                       help="corrupt exactly round(r n) labels instead of each with probability r")
     data.add_argument("--subset-per-class", type=int, metavar="K",
@@ -129,12 +130,15 @@ def parse_args(argv=None):
     train = parser.add_argument_group("optimisation")
     train.add_argument("--iterations", type=int, default=D.iterations, help="(default: %(default)s)")
     train.add_argument("--batch-size", type=int, default=D.batch_size, help="(default: %(default)s)")
-    train.add_argument("--lr", type=runner.finite_float, default=D.lr, help="base learning rate (default: %(default)s)")
+    train.add_argument("--lr", type=runner.finite_float, default=D.lr,
+                       help="base learning rate (default: %(default)s)")
     train.add_argument("--milestones", nargs="*", type=int,
                        help="iterations where the lr is multiplied by --lr-gamma (default: 50%% and "
                             "73.3%% of --iterations)")
-    train.add_argument("--lr-gamma", type=runner.finite_float, default=D.lr_gamma, help="(default: %(default)s)")
-    train.add_argument("--momentum", type=runner.finite_float, default=D.momentum, help="(default: %(default)s)")
+    train.add_argument("--lr-gamma", type=runner.finite_float, default=D.lr_gamma,
+                       help="(default: %(default)s)")
+    train.add_argument("--momentum", type=runner.finite_float, default=D.momentum,
+                       help="(default: %(default)s)")
     train.add_argument("--weight-decay", type=runner.finite_float, default=D.weight_decay,
                        help="(default: %(default)s, the released solver's)")
     train.add_argument("--sgd", choices=cifar.SGD_STYLES, default=D.sgd,

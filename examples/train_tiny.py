@@ -76,7 +76,8 @@ def main(argv=None):
     parser.add_argument("--weight-decay", type=finite_float, default=1e-4)
     parser.add_argument("--loss", default="cce", choices=losses.NAMES, help="a tinydm.losses name")
     parser.add_argument("--lam", type=finite_float, default=0.5, help="DM emphasis mode lambda (--loss dm)")
-    parser.add_argument("--beta", type=finite_float, default=8.0, help="DM emphasis variance beta (--loss dm)")
+    parser.add_argument("--beta", type=finite_float, default=8.0,
+                        help="DM emphasis variance beta (--loss dm)")
     parser.add_argument("--noise", type=finite_float, default=0.0,
                         help="fraction of training labels replaced by another class at random")
     parser.add_argument("--seed", type=int, default=0)

@@ -21,6 +21,6 @@ def test_the_readme_example_trains_and_prints_what_the_readme_claims():
 
 def test_the_quick_start_has_exactly_two_command_lines():
     block = re.search(r"## Quick start\n\n```bash\n(.*?)```", README.read_text(), re.S).group(1)
-    lines = [l for l in block.splitlines() if l.strip()]
+    lines = [line for line in block.splitlines() if line.strip()]
     assert len(lines) == 2
     assert "examples/imdb_mlp.py" in lines[0] and "pytest" in lines[1]

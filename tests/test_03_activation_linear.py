@@ -79,7 +79,8 @@ def test_linear(device, rng, bias, shape):
 
 def test_linear_errors_show_shapes(device):
     x, w = tensor(np.ones((5, 4))), tensor(np.ones((3, 6)))
-    with pytest.raises(ValueError, match=r"linear: input of shape \(5, 4\) does not match weight of shape \(3, 6\)"):
+    with pytest.raises(ValueError, match=r"linear: input of shape \(5, 4\) does not match "
+                                         r"weight of shape \(3, 6\)"):
         F.linear(x, w)
     with pytest.raises(ValueError, match=r"linear: bias has shape \(2,\), expected \(3,\)"):
         F.linear(x, tensor(np.ones((3, 4))), tensor(np.ones(2)))

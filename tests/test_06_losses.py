@@ -45,7 +45,8 @@ def paper_gradient(name, z, y, q=0.7):
 
 
 def dm_reference(z, y, lam, beta):
-    """docs/released-code.md: g_i = (w_i / sum_j w_j) d_i / (2(1 - p_i) + 1e-6), w_i = exp(beta p^lam (1-p))."""
+    """docs/released-code.md: g_i = (w_i / sum_j w_j) d_i / (2(1 - p_i) + 1e-6),
+    w_i = exp(beta p^lam (1-p))."""
     P = softmax(z)
     p = P[np.arange(len(y)), y]
     w = np.exp(beta * p ** lam * (1 - p))
@@ -266,7 +267,7 @@ def test_extreme_logits_give_the_right_limits(device):
 def test_large_beta_does_not_overflow_the_normalisation(device):
     z, y = batch(n=6, seed=12)
     for beta in (500.0, 5000.0):
-        _, g = grad_of(lambda a, b: losses.dm(a, b, 0.5, beta), z, y, dtype=np.float32)
+        _, g = grad_of(lambda a, b, beta=beta: losses.dm(a, b, 0.5, beta), z, y, dtype=np.float32)
         assert np.isfinite(g).all() and np.abs(g).sum() == pytest.approx(1.0, rel=1e-4)
 
 

@@ -99,7 +99,8 @@ def test_devices_train_the_same_run(features, tmp_path):
     CPU's computation step for step (on CUDA only the rounding differs)."""
     cpu, standin = [imdb.run_one(imdb.make_settings("pn10", "dm", 3, device=d, **SHORT), features,
                                  tmp_path / d)[0] for d in ("cpu", "standin")]
-    same = lambda r: {**runner.outcome(r), "config": {**r["config"], "device": None}}
+    def same(r):
+        return {**runner.outcome(r), "config": {**r["config"], "device": None}}
     assert same(cpu) == same(standin)
 
 

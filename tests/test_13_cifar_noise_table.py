@@ -35,7 +35,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("noise")
     out = [tiny_run(root / "clean", loss="cce", noise_rate=0.0)]
     for r in (0.6, 0.2):
-        for label, (loss, params) in METHODS.items():
+        for loss, params in METHODS.values():
             out.append(tiny_run(root / f"{r}-{loss}-{len(out)}", loss=loss, loss_params=params,
                                 noise_rate=r))
         out.append(tiny_run(root / f"{r}-cce-124", loss="cce", noise_rate=r, seed=124))

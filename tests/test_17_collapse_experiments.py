@@ -218,7 +218,8 @@ def test_the_feedback_model_has_the_slope_the_doc_derives(classes, lam, beta):
     (l'(1/C) - C(C-2)/(C-1)) / (2(C-1)) per unit of p, l = log w = beta p^lam (1-p):
     docs/emphasis-collapse.md, section 2."""
     c, h = classes, 1e-6
-    push = lambda p: collapse_model("dm", [p], c, lam=lam, beta=beta)[1][0]
+    def push(p):
+        return collapse_model("dm", [p], c, lam=lam, beta=beta)[1][0]
     slope = (push(1 / c + h) - push(1 / c - h)) / (2 * h)
     dlogw = beta * c ** (-lam) * (lam * (c - 1) - 1)
     assert slope == pytest.approx((dlogw - c * (c - 2) / (c - 1)) / (2 * (c - 1)), abs=1e-6)

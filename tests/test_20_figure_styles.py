@@ -15,7 +15,6 @@ from conftest import ROOT, checkout_env
 from tinydm import plot
 from tinydm.plot import cifar, collapse, edf, imdb, style, sweep
 
-
 # The public functions of the figure modules that make no figure; every other one must.
 HELPERS = {"tinydm.plot.edf.standard_set", "tinydm.plot.edf.unique_mode",
            "tinydm.plot.imdb.method_style", "tinydm.plot.cifar.labelled_runs",

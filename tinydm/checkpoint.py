@@ -31,6 +31,7 @@ import warnings
 import zipfile
 
 import numpy as np
+from typing import Any
 
 from . import backend
 from .files import atomic_open
@@ -45,7 +46,7 @@ def save(path, model, optimizer=None, scheduler=None, extra=None):
             "threads": backend.thread_settings()}
     if optimizer is not None:
         state = optimizer.state_dict()
-        counters = []
+        counters: list[Any] = []
         for i, param_state in enumerate(state["state"]):
             counters.append({})
             for key, value in param_state.items():

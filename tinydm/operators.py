@@ -9,19 +9,18 @@ module (imported by ``tinydm/__init__``) joins the two.
 from .functional import arithmetic as _A
 from .tensor import Tensor
 
-
-Tensor.__add__ = Tensor.__radd__ = lambda a, b: _A.add(a, b)
-Tensor.__sub__ = lambda a, b: _A.sub(a, b)
-Tensor.__rsub__ = lambda a, b: _A.sub(b, a)
-Tensor.__mul__ = Tensor.__rmul__ = lambda a, b: _A.mul(a, b)
-Tensor.__truediv__ = lambda a, b: _A.div(a, b)
-Tensor.__rtruediv__ = lambda a, b: _A.div(b, a)
-Tensor.__neg__ = _A.neg
-Tensor.__pow__ = _A.pow
-Tensor.__matmul__ = lambda a, b: _A.matmul(a, b)
-Tensor.__rmatmul__ = lambda a, b: _A.matmul(b, a)
-Tensor.__getitem__ = _A.getitem
-Tensor.exp, Tensor.log = _A.exp, _A.log
-Tensor.sum, Tensor.mean, Tensor.max = _A.sum, _A.mean, _A.max
-Tensor.reshape, Tensor.transpose, Tensor.flatten = _A.reshape, _A.transpose, _A.flatten
-Tensor.T = property(lambda self: _A.transpose(self))
+_METHODS = {
+    "__add__": lambda a, b: _A.add(a, b), "__radd__": lambda a, b: _A.add(a, b),
+    "__sub__": lambda a, b: _A.sub(a, b), "__rsub__": lambda a, b: _A.sub(b, a),
+    "__mul__": lambda a, b: _A.mul(a, b), "__rmul__": lambda a, b: _A.mul(a, b),
+    "__truediv__": lambda a, b: _A.div(a, b), "__rtruediv__": lambda a, b: _A.div(b, a),
+    "__neg__": _A.neg, "__pow__": _A.pow,
+    "__matmul__": lambda a, b: _A.matmul(a, b), "__rmatmul__": lambda a, b: _A.matmul(b, a),
+    "__getitem__": _A.getitem,
+    "exp": _A.exp, "log": _A.log, "sum": _A.sum, "mean": _A.mean, "max": _A.max,
+    "reshape": _A.reshape, "transpose": _A.transpose, "flatten": _A.flatten,
+    "T": property(lambda self: _A.transpose(self)),
+}
+# setattr: tensor.py declares these for type checkers (under TYPE_CHECKING); here they get bodies.
+for _name, _method in _METHODS.items():
+    setattr(Tensor, _name, _method)

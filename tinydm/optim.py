@@ -34,6 +34,8 @@ difference is tiny, with the /10 steps of its CIFAR runs it lasts a few dozen it
 
 import bisect
 import math
+from collections.abc import Iterable
+from typing import Any
 
 from . import backend
 from .nn.module import copy_to
@@ -43,9 +45,9 @@ from .tensor import Tensor
 class Optimizer:
     """Base class: a list of parameters, a learning rate ``lr``, per-parameter ``state`` dicts."""
 
-    hyperparameters = ("lr",)  # saved by state_dict, with the per-parameter state
+    hyperparameters: tuple[str, ...] = ("lr",)  # saved by state_dict, with the per-parameter state
 
-    def __init__(self, params, lr):
+    def __init__(self, params: Iterable[Tensor], lr: float) -> None:
         self.params = list(params)
         if not self.params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
@@ -58,9 +60,9 @@ class Optimizer:
         if lr < 0:
             raise ValueError(f"{type(self).__name__}: lr must be >= 0, got {lr}")
         self.lr = lr
-        self.state = [{} for _ in self.params]
+        self.state: list[dict[str, Any]] = [{} for _ in self.params]
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Forget the gradients (``grad = None``)."""
         for p in self.params:
             p.grad = None
@@ -76,14 +78,14 @@ class Optimizer:
         return buf
 
     # --- state ---------------------------------------------------------------------------------
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """``{"type", "hyperparameters", "state"}``; ``state[i]`` is parameter ``i``'s dict of
         arrays (on its device, not copied) and counters (ints)."""
         return {"type": type(self).__name__,
                 "hyperparameters": {k: getattr(self, k) for k in self.hyperparameters},
                 "state": [dict(s) for s in self.state]}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore hyperparameters and state saved by :meth:`state_dict` (arrays of any device,
         copied onto each parameter's device and dtype)."""
         name = type(self).__name__
@@ -129,8 +131,9 @@ class SGD(Optimizer):
 
     hyperparameters = ("lr", "momentum", "weight_decay", "nesterov", "caffe_style")
 
-    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False,
-                 caffe_style=False):
+    def __init__(self, params: Iterable[Tensor], lr: float, momentum: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False,
+                 caffe_style: bool = False) -> None:
         super().__init__(params, lr)
         if momentum < 0 or weight_decay < 0:
             raise ValueError(f"SGD: momentum and weight_decay must be >= 0, got {momentum}, "
@@ -181,8 +184,9 @@ class Adam(Optimizer):
 
     hyperparameters = ("lr", "betas", "eps", "weight_decay", "caffe_style")
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 caffe_style=False):
+    def __init__(self, params: Iterable[Tensor], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, caffe_style: bool = False) -> None:
         super().__init__(params, lr)
         if not all(0 <= b < 1 for b in betas) or len(betas) != 2:
             raise ValueError(f"Adam: betas must be two numbers in [0, 1), got {betas}")
@@ -240,10 +244,10 @@ class LRScheduler:
         self.iteration += 1
         self.optimizer.lr = self.lr_at(self.iteration)
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         return {"type": type(self).__name__, "base_lr": self.base_lr, "iteration": self.iteration}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict.get("type") != type(self).__name__:
             raise ValueError(f"{type(self).__name__}.load_state_dict: the state is of a "
                              f"{state_dict.get('type')}")

@@ -12,16 +12,23 @@ Edges point to Functions, not to intermediate tensors, so an intermediate's data
 as Python drops it, unless its Function saved it for backward (``save_for_backward``).
 """
 
+from __future__ import annotations
+
 import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from . import backend
+
+if TYPE_CHECKING:  # pragma: no cover
+    Operand = Any  # what an operator takes: a Tensor, a Python scalar or an array
 
 _grad_enabled = True
 _detect_anomaly = False
 
 
 @contextlib.contextmanager
-def no_grad():
+def no_grad() -> Iterator[None]:
     """Run a block without recording the graph (evaluation, optimiser updates)."""
     global _grad_enabled
     previous, _grad_enabled = _grad_enabled, False
@@ -31,12 +38,12 @@ def no_grad():
         _grad_enabled = previous
 
 
-def is_grad_enabled():
+def is_grad_enabled() -> bool:
     return _grad_enabled
 
 
 @contextlib.contextmanager
-def detect_anomaly():
+def detect_anomaly() -> Iterator[None]:
     """Inside this block every op checks its output (forward) and the gradients it returns
     (backward) and raises FloatingPointError at the first one that is NaN or inf, naming the op
     and its inputs' shapes: where a diverging run first went wrong. It reads every array back,
@@ -53,11 +60,12 @@ def detect_anomaly():
         _detect_anomaly = previous
 
 
-def _finite(a):
+def _finite(a: Any) -> bool:
     return a.dtype.kind not in "fc" or bool(backend.get_array_module(a).isfinite(a).all())
 
 
-def _check_finite(fn, what, arrays, inputs, inputs_are="inputs"):
+def _check_finite(fn: Any, what: str, arrays: Any, inputs: Any,
+                  inputs_are: str = "inputs") -> None:
     """detect_anomaly's check of one op: ``arrays`` (its output, or the gradients its backward
     returned), with ``inputs`` (what it was given) described in the error."""
     for k, a in enumerate(arrays):
@@ -81,7 +89,8 @@ class Tensor:
     __array_priority__ = 1000  # `ndarray * Tensor` calls Tensor.__rmul__
     __array_ufunc__ = None
 
-    def __init__(self, data, requires_grad=False, dtype=None, device=None):
+    def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None,
+                 device: str | None = None) -> None:
         if isinstance(data, Tensor):
             data = data.data
         here = backend.device_of(data) if backend.is_array(data) else "cpu"
@@ -90,43 +99,94 @@ class Tensor:
             data = backend.to_device(data, target, dtype)
         elif dtype is not None and data.dtype != dtype:
             data = data.astype(dtype)
-        self.data = data
+        self.data: Any = data
         self.requires_grad = requires_grad
-        self.grad = None
-        self.creator = None  # the Function that produced this tensor (None for leaves)
+        self.grad: Tensor | None = None
+        self.creator: Function | None = None  # the Function that produced this tensor (None: leaf)
 
     # --- what the array is ---------------------------------------------------------------------
-    shape = property(lambda self: self.data.shape)
-    dtype = property(lambda self: self.data.dtype)
-    ndim = property(lambda self: self.data.ndim)
-    size = property(lambda self: self.data.size)
-    device = property(lambda self: backend.device_of(self.data))
-    is_leaf = property(lambda self: self.creator is None)
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
 
-    def __len__(self):
-        return len(self.data)
+    @property
+    def dtype(self) -> Any:
+        return self.data.dtype
 
-    def __repr__(self):
-        grad = ", requires_grad=True" if self.requires_grad else ""
-        return f"Tensor({backend.to_numpy(self.data)!r}, device={self.device!r}{grad})"
+    @property
+    def ndim(self) -> int:
+        return int(self.data.ndim)
 
-    def numpy(self):
+    @property
+    def size(self) -> int:
+        return int(self.data.size)
+
+    @property
+    def device(self) -> str:
+        return backend.device_of(self.data)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.creator is None
+
+    # --- Python and NumPy protocols ------------------------------------------------------------
+    def __len__(self) -> int:
+        """The size of the first dimension, as ``len`` of an array; TypeError for a 0-d tensor."""
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return int(self.data.shape[0])
+
+    def __iter__(self) -> Iterator[Tensor]:
+        """The sub-tensors along the first dimension (``x[0]``, ``x[1]``, ...), each an op of the
+        graph as ``x[i]`` is; TypeError for a 0-d tensor."""
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(len(self)))
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> Any:
+        """NumPy's ``asarray(t)`` for a tensor on the host ("cpu"): its data, without a copy unless
+        ``dtype`` or ``copy=True`` asks for one. A tensor on a device ("cuda", "standin") raises
+        TypeError: the copy to the host is explicit, ``t.numpy()``."""
+        if self.device != "cpu":
+            raise TypeError(f"can't convert a tensor on device {self.device!r} to a NumPy array "
+                            "implicitly; copy it to the host first with .numpy()")
+        if copy is False and dtype is not None and self.data.dtype != dtype:
+            raise ValueError("asarray(tensor, dtype, copy=False): a new dtype needs a copy")
+        a = self.data if dtype is None else self.data.astype(dtype, copy=False)
+        return a.copy() if copy and a is self.data else a
+
+    def __repr__(self) -> str:
+        """PyTorch-like: ``tensor([[1., 2.]], device='cuda', requires_grad=True)``, the device
+        shown when it is not "cpu", the dtype when it is not the default float32."""
+        body = backend.array_text(self.data, prefix="tensor(")
+        extra = []
+        if self.device != "cpu":
+            extra.append(f"device={self.device!r}")
+        if self.dtype.name not in ("float32", "int64"):  # PyTorch's defaults are not shown
+            extra.append(f"dtype={self.dtype.name}")
+        if self.creator is not None:
+            extra.append(f"grad_fn=<{type(self.creator).__name__}>")
+        elif self.requires_grad:
+            extra.append("requires_grad=True")
+        return f"tensor({', '.join([body, *extra])})"
+
+    def numpy(self) -> Any:
         """A host NumPy copy of the data (explicit transfer from a GPU)."""
         return backend.to_numpy(self.data)
 
-    def item(self):
+    def item(self) -> Any:
         return self.data.item()
 
-    def detach(self):
+    def detach(self) -> Tensor:
         """The same data, cut from the graph."""
         return Tensor(self.data)
 
-    def to(self, device):
+    def to(self, device: str) -> Tensor:
         """A copy on another device ("cpu", "cuda", "standin"), cut from the graph."""
         return Tensor(self.data, requires_grad=self.requires_grad, device=device)
 
     # --- reverse mode --------------------------------------------------------------------------
-    def backward(self, grad=None, retain_graph=False):
+    def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
 
         ``grad`` is the upstream gradient (the cotangent); it may be omitted only for a scalar,
@@ -150,7 +210,7 @@ class Tensor:
             _accumulate(self, grad)
             return
 
-        grads = {self.creator: grad}
+        grads: dict[Function, Any] = {self.creator: grad}
         for fn in _topological_order(self.creator):
             gy = grads.pop(fn)
             if fn.parents is None:
@@ -174,18 +234,46 @@ class Tensor:
             if not retain_graph:
                 fn.parents, fn.saved = None, None
 
+    # Python's operators and the array methods, attached by tinydm/operators.py (each an op of
+    # tinydm/functional/arithmetic.py); declared here for type checkers and editors.
+    if TYPE_CHECKING:  # pragma: no cover
+        def __add__(self, other: Operand) -> Tensor: ...
+        def __radd__(self, other: Operand) -> Tensor: ...
+        def __sub__(self, other: Operand) -> Tensor: ...
+        def __rsub__(self, other: Operand) -> Tensor: ...
+        def __mul__(self, other: Operand) -> Tensor: ...
+        def __rmul__(self, other: Operand) -> Tensor: ...
+        def __truediv__(self, other: Operand) -> Tensor: ...
+        def __rtruediv__(self, other: Operand) -> Tensor: ...
+        def __neg__(self) -> Tensor: ...
+        def __pow__(self, c: float) -> Tensor: ...
+        def __matmul__(self, other: Operand) -> Tensor: ...
+        def __rmatmul__(self, other: Operand) -> Tensor: ...
+        def __getitem__(self, key: Any) -> Tensor: ...
+        def exp(self) -> Tensor: ...
+        def log(self) -> Tensor: ...
+        def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor: ...
+        def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor: ...
+        def max(self, axis: Any = None, keepdims: bool = False) -> Tensor: ...
+        def reshape(self, *shape: Any) -> Tensor: ...
+        def transpose(self, *axes: int) -> Tensor: ...
+        def flatten(self, start_dim: int = 1) -> Tensor: ...
+        @property
+        def T(self) -> Tensor: ...
 
-def _accumulate(leaf, g):
+
+def _accumulate(leaf: Tensor, g: Any) -> None:
     leaf.grad = Tensor(g if leaf.grad is None else leaf.grad.data + g)
 
 
-def _topological_order(root):
+def _topological_order(root: Function) -> list[Function]:
     """Functions reachable from ``root``, each after every Function that consumes its output.
 
     Iterative depth-first search with an explicit stack, so deep graphs cannot hit Python's
     recursion limit.
     """
-    order, visited, stack = [], {root}, [(root, False)]
+    order: list[Function] = []
+    visited, stack = {root}, [(root, False)]
     while stack:
         fn, expanded = stack.pop()
         if expanded:
@@ -210,14 +298,15 @@ class Function:
     file also offers the lowercase function, ``exp(x)``.
     """
 
-    parents = ()
-    saved = ()
-    needs_input_grad = ()
+    # None once backward has freed the graph (typed Any: ops unpack ``self.saved`` directly)
+    parents: Any = ()
+    saved: Any = ()
+    needs_input_grad: tuple[bool, ...] = ()
 
-    def save_for_backward(self, *arrays):
+    def save_for_backward(self, *arrays: Any) -> None:
         self.saved = arrays
 
-    def __call__(self, *inputs):
+    def __call__(self, *inputs: Any) -> Tensor:
         tensors = [x if isinstance(x, Tensor) else Tensor(x) for x in inputs]
         # Which inputs will get a gradient, known before forward (PyTorch's ctx.needs_input_grad):
         # backward may return None for the others and skip computing it (conv2d's gx of images).
@@ -233,14 +322,14 @@ class Function:
             self.saved = ()  # nothing will call backward: keep nothing alive
         return out
 
-    def forward(self, *xs):
+    def forward(self, *xs: Any) -> Any:
         raise NotImplementedError
 
-    def backward(self, gy):
+    def backward(self, gy: Any) -> Any:
         raise NotImplementedError
 
 
-def as_tensor(x, like=None):
+def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
     """``x`` as a Tensor; a Python scalar takes the dtype and device of ``like``."""
     if isinstance(x, Tensor):
         return x

@@ -11,7 +11,7 @@ tinydm[gpu]``) and ``"standin"`` (a CPU stand-in for ``"cuda"`` used by CI).
 - :mod:`tinydm.backend.malloc`: an opt-in glibc malloc tuning for CPU training.
 """
 
-from .devices import (DEVICES, as_strided, check_device, default_rng, device, device_of,
+from .devices import (DEVICES, array_text, as_strided, check_device, default_rng, device, device_of,
                       get_array_module, get_device, is_array, manual_seed, module_for, rng,
                       scatter_add, set_device, to_device, to_numpy)
 from .malloc import malloc_tuned, tune_malloc
@@ -19,8 +19,8 @@ from .parallel import (get_num_threads, map_batch_chunks, map_batch_parts, paral
                        restore_thread_settings, set_num_threads, thread_settings)
 from .standin import StandInArray, StandInError, standin_xp
 
-__all__ = ["DEVICES", "as_strided", "check_device", "default_rng", "device", "device_of",
-           "get_array_module", "get_device", "is_array", "manual_seed", "module_for", "rng",
+__all__ = ["DEVICES", "array_text", "as_strided", "check_device", "default_rng", "device",
+           "device_of", "get_array_module", "get_device", "is_array", "manual_seed", "module_for", "rng",
            "scatter_add", "set_device", "to_device", "to_numpy", "malloc_tuned", "tune_malloc",
            "get_num_threads", "map_batch_chunks", "map_batch_parts", "parallel_map",
            "restore_thread_settings", "set_num_threads", "thread_settings", "StandInArray",

@@ -11,6 +11,7 @@ import contextlib
 import os
 
 import numpy as np
+from typing import Any
 
 from .standin import StandInArray, StandInGenerator, standin_xp, unwrap
 
@@ -123,6 +124,12 @@ def to_numpy(array):
     return np.asarray(array)
 
 
+def array_text(array, prefix=""):
+    """The values of ``array`` (any device) as NumPy prints them, rows aligned after ``prefix``
+    and separated by commas (for Tensor's repr)."""
+    return np.array2string(to_numpy(array), separator=", ", prefix=prefix)
+
+
 # ----------------------------------------------------------------------------------------------
 # The few operations whose spelling differs between NumPy and CuPy
 # ----------------------------------------------------------------------------------------------
@@ -160,7 +167,7 @@ def rng(seed=None, device_name=None):
 # Default generators, one per device, all derived from one seed (``manual_seed``) so that a run
 # is reproducible from a single number.
 _seed = None
-_default_generators = {}
+_default_generators: dict[str, Any] = {}
 
 
 def manual_seed(seed):

@@ -153,7 +153,7 @@ def _train_pv_dbow(documents: list[str], settings: dict, workers: int,
     (``settings["shuffle_seed"]``), kept for every epoch."""
     Doc2Vec, TaggedDocument, CallbackAny2Vec = _import_gensim()
 
-    class EpochBar(CallbackAny2Vec):
+    class EpochBar(CallbackAny2Vec):  # type: ignore[valid-type, misc]  # gensim's, imported late
         def __init__(self, bar):
             self.bar = bar
 
@@ -191,14 +191,15 @@ def _load_cache(path: Path, key: str, shapes: tuple) -> tuple[np.ndarray, np.nda
         with open(path, "rb") as fh, np.load(fh) as f:  # own handle: closed even on bad data
             stored_key, train, test = str(f["key"]), f["train"], f["test"]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        warnings.warn(f"ignoring the unreadable feature cache {path} ({e}); recomputing it")
+        warnings.warn(f"ignoring the unreadable feature cache {path} ({e}); recomputing it",
+                      stacklevel=2)
         return None
     ok = (stored_key == key and (train.shape, test.shape) == shapes
           and train.dtype == test.dtype == np.float32
           and np.isfinite(train).all() and np.isfinite(test).all())
     if not ok:
         warnings.warn(f"ignoring the feature cache {path}: its key, shapes or values do not "
-                      f"match; recomputing it")
+                      f"match; recomputing it", stacklevel=2)
         return None
     return train, test
 

@@ -59,7 +59,7 @@ def _rng(seed) -> np.random.Generator:
 
 
 def _check_rate(r) -> float:
-    if isinstance(r, bool) or not isinstance(r, numbers.Real) or not 0.0 <= r <= 1.0:
+    if isinstance(r, bool) or not isinstance(r, numbers.Real) or not 0.0 <= float(r) <= 1.0:
         raise ValueError(f"r must be a number in [0, 1], got {r!r}")
     return float(r)
 
@@ -187,7 +187,7 @@ def imbalance(labels, keep_per_class: dict, seed) -> np.ndarray:
         count = keep_per_class[cls]
         idx = np.flatnonzero(arr == cls)
         if isinstance(count, bool) or not isinstance(count, numbers.Integral) \
-                or not 0 <= count <= idx.size:
+                or not 0 <= int(count) <= idx.size:
             raise ValueError(f"keep_per_class[{cls!r}] must be an integer in [0, {idx.size}] "
                              f"(the examples of class {cls!r}), got {count!r}")
         keep[idx] = False

@@ -3,11 +3,13 @@ emphasis mode (Definition 1) and the emphasis variance of a batch (Definition 2)
 for teaching, tests and figures, not for training."""
 
 import math
+from typing import Any
 
 import numpy as np
 
 from .. import backend
 from .functions import as_p, log_weight_at, resolve
+
 
 def _simpson_log_area(e, params, n=2 ** 12 + 1):
     """``log int_0^1 w dp`` by composite Simpson's rule on ``n`` (odd) equally spaced points.
@@ -53,14 +55,14 @@ def log_area(name, method="auto", **params):
     return _simpson_log_area(e, params)
 
 
-def area(name, method="auto", **params):
+def area(name: str, method: str = "auto", **params: Any) -> float:
     """``int_0^1 w(p) dp``, the normalising constant of Eq. 8 (see :func:`log_area`); ``inf``
     where it exceeds the float range (Eq. 12 with ``beta`` in the hundreds): use :func:`log_area`."""
     la = log_area(name, method, **params)
     return math.exp(la) if la < 709 else math.inf
 
 
-def density(name, p, **params):
+def density(name: str, p: Any, **params: Any) -> Any:
     """The emphasis density function of Eq. 8: ``h(p) = w(p) / int_0^1 w``, unit area over [0, 1]."""
     e, full = resolve(name, **params)
     p = as_p(p)
@@ -85,7 +87,7 @@ def _golden_max(f, a, b, tol=1e-10):
     return (a + b) / 2
 
 
-def emphasis_mode(name, grid=4097, **params):
+def emphasis_mode(name: str, grid: int = 4097, **params: Any) -> float:
     """The emphasis mode ``psi = argmax_p w(p)`` over [0, 1] (Definition 1), found numerically.
 
     ``w`` is evaluated (as ``log w``) on ``grid`` equally spaced points; the best one's

@@ -4,7 +4,8 @@ their closed-form modes and areas, and the registry that names them (:data:`EDFS
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -229,8 +230,8 @@ class EDF:
     formula: str                       # w(p) in matplotlib mathtext, for legends
     log_weight: Callable               # (log_p, log_1mp, **params) -> log w
     params: dict                       # parameter -> default (REQUIRED: no default)
-    mode: Optional[Callable] = None    # (**params) -> psi or None
-    log_area: Optional[Callable] = None  # (**params) -> log int_0^1 w dp, or None
+    mode: Callable | None = None    # (**params) -> psi or None
+    log_area: Callable | None = None  # (**params) -> log int_0^1 w dp, or None
 
 
 def _positive(name):
@@ -307,7 +308,7 @@ def _describe(e):
         f"{k}" + (" (required)" if v is REQUIRED else f" (default {v})") for k, v in e.params.items())
 
 
-def resolve(name, **params):
+def resolve(name: str, **params: Any) -> tuple[EDF, dict[str, Any]]:
     """The :class:`EDF` called ``name`` and its full, checked parameters (defaults filled in).
 
     Raises ValueError for an unknown name (listing the valid ones), an unknown or missing
@@ -360,7 +361,7 @@ def log_weight_at(e, p, params):
         return e.log_weight(xp.log(p), xp.log1p(-p), **params)
 
 
-def weight(name, p, **params):
+def weight(name: str, p: Any, **params: Any) -> Any:
     """The weighting function ``w(p)`` of Eq. 6 or 9-12, elementwise (any array, list or number).
 
     >>> weight("dm", [0.0, 1/3, 1.0], lam=0.5, beta=8)   # Eq. 12: psi = 1/3

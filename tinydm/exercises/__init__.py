@@ -23,7 +23,8 @@ import importlib.util
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
+from collections.abc import Callable
 
 import numpy as np
 
@@ -43,7 +44,7 @@ class Case:
     label: str
     inputs: dict
     run: Callable
-    expected: Optional[Callable] = None
+    expected: Callable | None = None
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,8 @@ def load(path, class_name):
     if not path.is_file():
         raise FileNotFoundError(f"no file {path}")
     spec = importlib.util.spec_from_file_location(f"tinydm_exercise_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"{path} cannot be imported as a Python module")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     found = getattr(module, class_name, None)
@@ -260,13 +263,13 @@ def _grade_case(e, cls, case, seed):
         if yours.shape != expected.shape:
             return (f"{where}: the gradient w.r.t. {name} has shape {yours.shape}, expected "
                     f"{expected.shape} (the shape of {name})")
-        err = np.abs(yours - expected)
-        excess = err - (ATOL + RTOL * np.abs(expected))
+        error = np.abs(yours - expected)
+        excess = error - (ATOL + RTOL * np.abs(expected))
         if not np.isfinite(yours).all() or (excess > 0).any():
             k = int(np.argmax(np.where(np.isfinite(excess), excess, np.inf)))
             at = _element(k, yours.shape)
             return (f"{where}: the gradient w.r.t. {name} is wrong: max error "
-                    f"{float(err.reshape(-1)[k]):.3g} at element {at}: yours "
+                    f"{float(error.reshape(-1)[k]):.3g} at element {at}: yours "
                     f"{float(yours.reshape(-1)[k]):.6g}, expected {float(expected.reshape(-1)[k]):.6g} "
                     f"({how}, upstream gradient random)")
     return None

@@ -257,7 +257,7 @@ def mean_std(values):
 # ----------------------------------------------------------------------------------------------
 # The output folder and the process of a run (docs/reliability.md)
 # ----------------------------------------------------------------------------------------------
-_CLAIMED = {}  # folder -> the open, locked lock file: held until released or the process ends
+_CLAIMED: dict = {}  # folder -> the open, locked lock file: held until released or the process ends
 
 
 def claim_output(folder, settings, overwrite=False, what="run"):

@@ -4,8 +4,10 @@ Softmax and log-softmax subtract the row maximum before exponentiating: the resu
 (softmax is shift-invariant) and no exp can overflow, so logits like [-1000, 1] are safe.
 """
 
+from typing import Any
+
 from ..backend import default_rng, get_array_module, map_batch_parts
-from ..tensor import Function
+from ..tensor import Function, Tensor
 
 
 class ReLU(Function):
@@ -106,19 +108,20 @@ class Dropout(Function):
         return gy * self.saved[0]
 
 
-def relu(x):
+def relu(x: Tensor) -> Tensor:
     return ReLU()(x)
 
 
-def softmax(x, axis=-1):
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
     return Softmax(axis)(x)
 
 
-def log_softmax(x, axis=-1):
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     return LogSoftmax(axis)(x)
 
 
-def dropout(x, p=0.5, training=True, generator=None):
+def dropout(x: Tensor, p: float = 0.5, training: bool = True,
+            generator: Any = None) -> Tensor:
     """Zero each element with probability ``p`` while training; identity in evaluation."""
     if not training or p == 0:
         return x

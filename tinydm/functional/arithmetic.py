@@ -151,7 +151,8 @@ class MatMul(Function):
 
     def forward(self, a, b):
         if a.ndim == 0 or b.ndim == 0:
-            raise ValueError(f"matmul: operands must have at least 1 dimension, got shapes {a.shape} and {b.shape}")
+            raise ValueError(f"matmul: operands must have at least 1 dimension, got shapes "
+                             f"{a.shape} and {b.shape}")
         if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
             raise ValueError(
                 f"matmul: inner dimensions differ: {a.shape} @ {b.shape} "
@@ -273,7 +274,8 @@ class Transpose(Function):
     def forward(self, x):
         axes = tuple(reversed(range(x.ndim))) if self.axes is None else tuple(self.axes)
         if sorted(a % builtins.max(x.ndim, 1) for a in axes) != list(range(x.ndim)):
-            raise ValueError(f"transpose: axes {axes} are not a permutation of the {x.ndim} axes of {x.shape}")
+            raise ValueError(f"transpose: axes {axes} are not a permutation of the {x.ndim} "
+                             f"axes of {x.shape}")
         self.inverse = tuple(sorted(range(x.ndim), key=lambda i: axes[i] % x.ndim))
         return x.transpose(axes)
 
@@ -319,7 +321,8 @@ class Concatenate(Function):
         for x in xs[1:]:
             if x.ndim != len(ref) or any(
                     n != m for i, (n, m) in enumerate(zip(x.shape, ref)) if i != self.axis % len(ref)):
-                raise ValueError(f"concatenate: shapes {[t.shape for t in xs]} differ outside axis {self.axis}")
+                raise ValueError(f"concatenate: shapes {[t.shape for t in xs]} differ outside "
+                                 f"axis {self.axis}")
         self.sizes = [x.shape[self.axis] for x in xs]
         return xp.concatenate(xs, axis=self.axis)
 
@@ -382,13 +385,13 @@ def max(x, axis=None, keepdims=False):
 
 
 def reshape(x, *shape):
-    shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-    return Reshape(tuple(shape))(x)
+    dims = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    return Reshape(tuple(dims))(x)
 
 
 def transpose(x, *axes):
-    axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-    return Transpose(tuple(axes) if axes else None)(x)
+    order = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+    return Transpose(tuple(order) if order else None)(x)
 
 
 def flatten(x, start_dim=1):

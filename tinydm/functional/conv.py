@@ -24,8 +24,10 @@ GEMM: the same products, about twice as fast; the chunks run side by side on the
 are plain contiguous NCHW.
 """
 
+from typing import Any
+
 from ..backend import as_strided, get_array_module, map_batch_chunks
-from ..tensor import Function
+from ..tensor import Function, Tensor
 
 
 def _pair(value, op, name, minimum):
@@ -105,7 +107,7 @@ class _Columns:
         self.cells = out_size[0] * self.width
         self.rows = x.shape[1] * kernel[0] * kernel[1]
         self.item_bytes = self.rows * self.cells * x.itemsize
-        self.windows = None if self.padded else _windows(x, kernel, stride, out_size)
+        self.windows: Any = None if self.padded else _windows(x, kernel, stride, out_size)
 
     def buffers(self, size):
         xp, (_, c, h, w), (ph, pw) = get_array_module(self.x), self.x.shape, self.padding
@@ -402,7 +404,8 @@ class GlobalAvgPool2d(Function):
 
 
 # --- the public lowercase functions ---------------------------------------------------------------
-def conv2d(x, w, b=None, stride=1, padding=0):
+def conv2d(x: Tensor, w: Tensor, b: Tensor | None = None, stride: int | tuple[int, int] = 1,
+           padding: int | tuple[int, int] = 0) -> Tensor:
     """2-D convolution of ``x`` (N, Cin, H, W) with ``w`` (Cout, Cin, kh, kw), plus bias ``b``
     (Cout,); ``stride`` and ``padding`` are ints or (vertical, horizontal) pairs. Output
     (N, Cout, Ho, Wo)."""
@@ -410,16 +413,18 @@ def conv2d(x, w, b=None, stride=1, padding=0):
     return conv(x, w) if b is None else conv(x, w, b)
 
 
-def max_pool2d(x, kernel, stride=None):
+def max_pool2d(x: Tensor, kernel: int | tuple[int, int],
+               stride: int | tuple[int, int] | None = None) -> Tensor:
     """Max over kernel windows; ``stride`` defaults to ``kernel`` (non-overlapping windows)."""
     return MaxPool2d(kernel, stride)(x)
 
 
-def avg_pool2d(x, kernel, stride=None):
+def avg_pool2d(x: Tensor, kernel: int | tuple[int, int],
+               stride: int | tuple[int, int] | None = None) -> Tensor:
     """Mean over kernel windows; ``stride`` defaults to ``kernel`` (non-overlapping windows)."""
     return AvgPool2d(kernel, stride)(x)
 
 
-def global_avg_pool2d(x):
+def global_avg_pool2d(x: Tensor) -> Tensor:
     """Mean over each channel's whole image: (N, C, H, W) -> (N, C)."""
     return GlobalAvgPool2d()(x)

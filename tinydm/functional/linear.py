@@ -1,6 +1,6 @@
 """The fully connected layer."""
 
-from ..tensor import Function
+from ..tensor import Function, Tensor
 
 
 class Linear(Function):
@@ -29,5 +29,5 @@ class Linear(Function):
         return (gx, gw, gy2.sum(axis=0)) if self.has_bias else (gx, gw)
 
 
-def linear(x, w, b=None):
+def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     return Linear()(x, w) if b is None else Linear()(x, w, b)

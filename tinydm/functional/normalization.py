@@ -3,6 +3,8 @@
 Each channel c is normalised over all its other axes (N, or N, H, W): m = N (or N*H*W) values.
 """
 
+from typing import Any
+
 from ..backend import device_of, get_array_module, is_array, map_batch_parts
 from ..tensor import Function, Tensor
 
@@ -140,7 +142,8 @@ class BatchNorm(Function):
                              "running_var")
 
 
-def batch_norm(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
+def batch_norm(x: Tensor, gamma: Tensor, beta: Tensor, running_mean: Any, running_var: Any,
+               training: bool = True, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """Batch normalisation of ``x`` (N, C) or (N, C, H, W) per channel; ``gamma``, ``beta`` (C,).
 
     ``running_mean`` and ``running_var`` (C,) are updated in place in training mode and used in
@@ -155,4 +158,5 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training=True, momentu
         if r is not None and not is_array(r):
             raise TypeError(f"batch_norm: {name} must be a Tensor or an array (updated in place), "
                             f"got {type(r).__name__}")
-    return BatchNorm(*stats, training, momentum, eps)(x, gamma, beta)
+    mean_data, var_data = stats
+    return BatchNorm(mean_data, var_data, training, momentum, eps)(x, gamma, beta)

@@ -52,7 +52,11 @@ Per-example details, without a second forward pass: ``details(loss)`` returns ``
 weights ``w_i`` and the shares ``w_i / sum_j w_j`` of the batch that made ``loss``.
 """
 
+from collections.abc import Callable
+from typing import Any
+
 from ..edf import EDFS, GCE_Q
+from ..tensor import Tensor
 from .dm import DM, DM_EPS, Manipulate
 from .eq6 import CCE, GCE, MAE, MSE
 from .zoo import RCE, Focal, PHuber, Poly1, Taylor
@@ -60,83 +64,85 @@ from .node import SoftmaxLoss, SoftmaxStats, check_label_range
 from .registry import NAMES, LossFunction, get, parameters, renormalises
 
 
-def cce(logits, labels):
+def cce(logits: Tensor, labels: Any) -> Tensor:
     """Categorical cross entropy (Eq. 1), batch mean."""
     return CCE()(logits, labels)
 
 
-def mae(logits, labels):
+def mae(logits: Tensor, labels: Any) -> Tensor:
     """Mean absolute error on p_i (Eq. 2), batch mean."""
     return MAE()(logits, labels)
 
 
-def mse(logits, labels):
+def mse(logits: Tensor, labels: Any) -> Tensor:
     """Mean square error on p_i (Eq. 3), batch mean."""
     return MSE()(logits, labels)
 
 
-def gce(logits, labels, q=GCE_Q):
+def gce(logits: Tensor, labels: Any, q: float = GCE_Q) -> Tensor:
     """Generalised cross entropy (Eq. 4), batch mean."""
     return GCE(q)(logits, labels)
 
 
-def cce_dn(logits, labels):
+def cce_dn(logits: Tensor, labels: Any) -> Tensor:
     """CCE with derivative normalisation: ``g_i / sum_j ||g_j||_1``."""
     return CCE(dn=True)(logits, labels)
 
 
-def mae_dn(logits, labels):
+def mae_dn(logits: Tensor, labels: Any) -> Tensor:
     """MAE with derivative normalisation."""
     return MAE(dn=True)(logits, labels)
 
 
-def mse_dn(logits, labels):
+def mse_dn(logits: Tensor, labels: Any) -> Tensor:
     """MSE with derivative normalisation."""
     return MSE(dn=True)(logits, labels)
 
 
-def gce_dn(logits, labels, q=GCE_Q):
+def gce_dn(logits: Tensor, labels: Any, q: float = GCE_Q) -> Tensor:
     """GCE with derivative normalisation."""
     return GCE(q, dn=True)(logits, labels)
 
 
-def focal(logits, labels, gamma=EDFS["focal"].params["gamma"]):
+def focal(logits: Tensor, labels: Any, gamma: float = EDFS["focal"].params["gamma"]) -> Tensor:
     """Focal loss, ``-(1 - p_i)^gamma log p_i``, batch mean (tinydm/losses/zoo.py)."""
     return Focal(gamma)(logits, labels)
 
 
-def poly1(logits, labels, epsilon=EDFS["poly1"].params["epsilon"]):
+def poly1(logits: Tensor, labels: Any,
+          epsilon: float = EDFS["poly1"].params["epsilon"]) -> Tensor:
     """Poly-1, ``-log p_i + epsilon (1 - p_i)``, batch mean."""
     return Poly1(epsilon)(logits, labels)
 
 
-def taylor(logits, labels, t=EDFS["taylor"].params["t"]):
+def taylor(logits: Tensor, labels: Any, t: int = EDFS["taylor"].params["t"]) -> Tensor:
     """Taylor cross entropy of order ``t``, ``sum_{k=1}^t (1 - p_i)^k / k``, batch mean."""
     return Taylor(t)(logits, labels)
 
 
-def rce(logits, labels, A=EDFS["rce"].params["A"]):
+def rce(logits: Tensor, labels: Any, A: float = EDFS["rce"].params["A"]) -> Tensor:
     """Reverse cross entropy with ``log 0 = A``, ``-A (1 - p_i)``, batch mean."""
     return RCE(A)(logits, labels)
 
 
-def phuber(logits, labels, tau=EDFS["phuber"].params["tau"]):
-    """Partially Huberised CE, ``-log p_i`` clipped to its tangent below ``p_i = 1/tau``, batch mean."""
+def phuber(logits: Tensor, labels: Any, tau: float = EDFS["phuber"].params["tau"]) -> Tensor:
+    """Partially Huberised CE, ``-log p_i`` clipped to its tangent below ``p_i = 1/tau``, batch
+    mean."""
     return PHuber(tau)(logits, labels)
 
 
-def dm(logits, labels, lam, beta):
+def dm(logits: Tensor, labels: Any, lam: float, beta: float) -> Tensor:
     """Derivative manipulation with the EDF of Eq. 12 (emphasis mode ``lam/(lam+1)`` for beta > 0)."""
     return DM(lam, beta)(logits, labels)
 
 
-def manipulate(logits, labels, weight_fn):
+def manipulate(logits: Tensor, labels: Any, weight_fn: Callable[[Any], Any]) -> Tensor:
     """Derivative manipulation with any weighting function, e.g. hard examples first:
     ``manipulate(z, y, lambda p: (1 - p) ** 2)``."""
     return Manipulate(weight_fn)(logits, labels)
 
 
-def details(loss):
+def details(loss: Tensor) -> dict[str, Tensor]:
     """Per-example facts of the batch that produced ``loss``, from its forward pass.
 
     Returns a dict of (N,) Tensors on the loss's device (no gradient):

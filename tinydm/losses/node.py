@@ -91,7 +91,8 @@ class SoftmaxLoss(Function):
 
     Subclasses say three things: ``emphasis(st)`` -> (``w_i``, ``w_i / sum_j w_j``),
     ``values(st)`` -> each example's displayed loss, and ``scale(st, w, shares, values)`` ->
-    (``a_i``, the value shown): the row of the table in tinydm/losses/__init__.py. forward keeps ``p_i``, ``weights`` and
+    (``a_i``, the value shown): the row of the table in tinydm/losses/__init__.py. forward keeps
+    ``p_i``, ``weights`` and
     ``normalised_weights`` (device arrays) on the node and on the output (see :func:`details`).
     """
 
@@ -99,8 +100,9 @@ class SoftmaxLoss(Function):
 
     def __call__(self, logits, labels):
         loss = super().__call__(logits, labels)
-        loss._loss_details = {"p_i": Tensor(self.p_i), "weights": Tensor(self.weights),
-                              "normalised_weights": Tensor(self.normalised_weights)}
+        details = {"p_i": Tensor(self.p_i), "weights": Tensor(self.weights),
+                   "normalised_weights": Tensor(self.normalised_weights)}
+        loss._loss_details = details  # type: ignore[attr-defined]  # read by details()
         return loss
 
     def forward(self, z, y):

@@ -1,13 +1,16 @@
 """Losses by name, for configs and command lines: the one place that lists every loss and its
 parameters with their defaults (GCE's ``q`` comes from tinydm/edf/functions.py)."""
 
+from typing import Any
+
 from .. import edf as _edf
 from .dm import DM
 from .eq6 import CCE, GCE, MAE, MSE
 from .zoo import RCE, Focal, PHuber, Poly1, Taylor
 
 REQUIRED = _edf.REQUIRED
-REGISTRY = {  # name -> (Function class, fixed arguments, parameters with defaults)
+# name -> (Function class, fixed arguments, parameters with defaults)
+REGISTRY: dict[str, tuple[type, dict[str, Any], dict[str, Any]]] = {
     "cce": (CCE, {}, {}),
     "mae": (MAE, {}, {}),
     "mse": (MSE, {}, {}),
@@ -24,7 +27,7 @@ REGISTRY = {  # name -> (Function class, fixed arguments, parameters with defaul
 NAMES = tuple(REGISTRY)
 
 
-def parameters(name):
+def parameters(name: str) -> dict[str, Any]:
     """The parameters of loss ``name`` and their defaults (:data:`REQUIRED`: none)."""
     return dict(REGISTRY[_key(name)][2])
 
@@ -82,9 +85,10 @@ class LossFunction:
         return f"losses.get({self.name!r}{', ' if args else ''}{args})"
 
 
-def get(name, **params):
+def get(name: str, **params: Any) -> LossFunction:
     """The loss called ``name`` (cce, mae, mse, gce, cce-dn, mae-dn, mse-dn, gce-dn, dm, and the
-    zoo: focal, poly1, taylor, rce, phuber; ``_`` may stand for ``-``) with its parameters bound, as a callable ``f(logits, labels)``.
+    zoo: focal, poly1, taylor, rce, phuber; ``_`` may stand for ``-``) with its parameters bound,
+    as a callable ``f(logits, labels)``.
 
     >>> f = get("dm", lam=0.5, beta=8);  loss = f(logits, labels)
 

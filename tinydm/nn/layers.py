@@ -31,14 +31,15 @@ def _parameter(*shape):
 class Linear(Module):
     """``y = x W^T + b``, ``W`` of shape (out_features, in_features)."""
 
-    def __init__(self, in_features, out_features, bias=True, init="pytorch"):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 init: str = "pytorch") -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.weight = _parameter(out_features, in_features)
         self.bias = _parameter(out_features) if bias else None
         init_layer_(self.weight, self.bias, init)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self):
@@ -48,8 +49,9 @@ class Linear(Module):
 class Conv2d(Module):
     """2-D convolution over NCHW input, weight (out_channels, in_channels, k, k)."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
-                 init="kaiming"):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
+                 bias: bool = True, init: str = "kaiming") -> None:
         super().__init__()
         kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -58,7 +60,7 @@ class Conv2d(Module):
         self.bias = _parameter(out_channels) if bias else None
         init_layer_(self.weight, self.bias, init)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding)
 
     def extra_repr(self):
@@ -76,7 +78,7 @@ class BatchNorm2d(Module):
     ``bias`` (beta) at zero; the running mean/var start at zero/one.
     """
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.weight = Parameter(_zeros(num_features) + 1)
@@ -84,7 +86,7 @@ class BatchNorm2d(Module):
         self.register_buffer("running_mean", Tensor(_zeros(num_features)))
         self.register_buffer("running_var", Tensor(_zeros(num_features) + 1))
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return F.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var,
                             training=self.training, momentum=self.momentum, eps=self.eps)
 
@@ -93,20 +95,20 @@ class BatchNorm2d(Module):
 
 
 class ReLU(Module):
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return F.relu(x)
 
 
 class Dropout(Module):
     """Inverted dropout with probability ``p`` while training; the identity in evaluation."""
 
-    def __init__(self, p=0.5):
+    def __init__(self, p: float = 0.5) -> None:
         super().__init__()
         if not 0 <= p < 1:
             raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
         self.p = p
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return F.dropout(x, self.p, training=self.training)
 
     def extra_repr(self):
@@ -116,16 +118,17 @@ class Dropout(Module):
 class Flatten(Module):
     """Merge the axes from ``start_dim`` on: (N, C, H, W) -> (N, C*H*W)."""
 
-    def __init__(self, start_dim=1):
+    def __init__(self, start_dim: int = 1) -> None:
         super().__init__()
         self.start_dim = start_dim
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return x.flatten(self.start_dim)
 
 
 class _Pool2d(Module):
-    def __init__(self, kernel_size, stride=None):
+    def __init__(self, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] | None = None) -> None:
         super().__init__()
         self.kernel_size, self.stride = kernel_size, stride
 
@@ -134,12 +137,12 @@ class _Pool2d(Module):
 
 
 class MaxPool2d(_Pool2d):
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return F.max_pool2d(x, self.kernel_size, self.stride)
 
 
 class AvgPool2d(_Pool2d):
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return F.avg_pool2d(x, self.kernel_size, self.stride)
 
 
@@ -147,14 +150,14 @@ class GlobalAvgPool2d(Module):
     """The mean over each channel's H x W map: (N, C, H, W) -> (N, C) (PyTorch:
     ``AdaptiveAvgPool2d(1)`` followed by ``Flatten``)."""
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return F.global_avg_pool2d(x)
 
 
 class Sequential(Module):
     """Modules applied one after the other; registered as "0", "1", ... as in PyTorch."""
 
-    def __init__(self, *modules):
+    def __init__(self, *modules: Module) -> None:
         super().__init__()
         for module in modules:
             self.append(module)
@@ -175,7 +178,7 @@ class Sequential(Module):
     def __iter__(self):
         return iter(self._modules.values())
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         for module in self._modules.values():
             x = module(x)
         return x

@@ -25,6 +25,8 @@ Names follow torchvision's ResNet: ``conv1, bn1, layer1..layer3`` (each block ``
 conv2, bn2`` and, option B, ``downsample.0`` / ``downsample.1``), ``fc``.
 """
 
+from collections.abc import Sequence
+
 from .. import functional as F
 from ..backend import get_array_module
 from ..tensor import Tensor
@@ -47,13 +49,13 @@ class BasicBlock(Module):
         self.stride, self.extra_channels = stride, out_channels - in_channels
         reshapes = stride != 1 or in_channels != out_channels
         if reshapes and shortcut == "B":
-            self.downsample = Sequential(
+            self.downsample: Sequential | None = Sequential(
                 Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
                 BatchNorm2d(out_channels))
         else:
             self.downsample = None
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return F.relu(out + self.shortcut(x))
@@ -75,7 +77,8 @@ class ResNetCIFAR(Module):
     """He et al.'s CIFAR ResNet (see the module docstring). Input (N, 3, H, W), any H, W >= 4
     (32 for CIFAR); output the (N, num_classes) logits."""
 
-    def __init__(self, depth=20, num_classes=10, shortcut="A", in_channels=3):
+    def __init__(self, depth: int = 20, num_classes: int = 10, shortcut: str = "A",
+                 in_channels: int = 3) -> None:
         super().__init__()
         if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
             raise ValueError(f"resnet_cifar: depth must be 6n + 2 with n >= 1 (20, 32, 44, 56, "
@@ -95,7 +98,7 @@ class ResNetCIFAR(Module):
             setattr(self, f"layer{stage}", layer)
         self.fc = Linear(64, num_classes)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         x = F.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(F.global_avg_pool2d(x))
@@ -104,7 +107,7 @@ class ResNetCIFAR(Module):
         return f"depth={self.depth}, shortcut={self.shortcut!r}"
 
 
-def resnet_cifar(depth=20, num_classes=10, shortcut="A"):
+def resnet_cifar(depth: int = 20, num_classes: int = 10, shortcut: str = "A") -> ResNetCIFAR:
     """The CIFAR ResNet of depth ``6n + 2`` (20, 32, 44, 56, 110) for ``num_classes`` classes."""
     return ResNetCIFAR(depth, num_classes, shortcut)
 
@@ -122,7 +125,8 @@ class MLP(Sequential):
     ``MLP([100, 8, 2], init="caffe_xavier")``.
     """
 
-    def __init__(self, sizes, activation="relu", init="pytorch", dropout=0.0):
+    def __init__(self, sizes: Sequence[int], activation: str = "relu", init: str = "pytorch",
+                 dropout: float = 0.0) -> None:
         super().__init__()
         sizes = list(sizes)
         if len(sizes) < 2 or not all(isinstance(s, int) and s > 0 for s in sizes):

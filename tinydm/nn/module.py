@@ -16,6 +16,11 @@ is created on first use on the parameters' device, so build the optimiser after 
 ``optimizer.to(device)`` as well once it has taken steps (PyTorch gives the same advice).
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
 from .. import backend
 from ..tensor import Tensor
 
@@ -52,7 +57,16 @@ class Module:
     """Base class of every layer and model. Subclasses set their parts in ``__init__`` (after
     ``super().__init__()``) and define ``forward``; calling the module calls ``forward``."""
 
-    def __init__(self):
+    _parameters: dict[str, Any]
+    _buffers: dict[str, Any]
+    _modules: dict[str, Any]  # Modules
+    training: bool
+
+    if TYPE_CHECKING:  # pragma: no cover
+        # attributes registered at run time (submodules, buffers): any name may be one
+        def __getattr__(self, name: str) -> Any: ...
+
+    def __init__(self) -> None:
         # object.__setattr__: these three dicts are the registry itself, not registered values.
         object.__setattr__(self, "_parameters", {})
         object.__setattr__(self, "_buffers", {})
@@ -79,7 +93,7 @@ class Module:
             self._modules.pop(name, None)
         object.__setattr__(self, name, value)
 
-    def register_buffer(self, name, tensor):
+    def register_buffer(self, name: str, tensor: Tensor | None) -> None:
         """Register ``tensor`` as state that is saved and moved with the model but not trained."""
         if not (tensor is None or isinstance(tensor, Tensor)) or isinstance(tensor, Parameter):
             raise TypeError(f"register_buffer({name!r}): expected a Tensor (not a Parameter) or "
@@ -110,13 +124,13 @@ class Module:
     def children(self):
         return iter(self._modules.values())
 
-    def named_parameters(self):
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
         """``(name, Parameter)`` pairs, in registration order, submodules after a module's own."""
         for prefix, module in self.named_modules():
             for name, p in module._parameters.items():
                 yield (f"{prefix}.{name}" if prefix else name), p
 
-    def parameters(self):
+    def parameters(self) -> Iterator[Parameter]:
         return (p for _, p in self.named_parameters())
 
     def named_buffers(self):
@@ -128,7 +142,7 @@ class Module:
     def buffers(self):
         return (b for _, b in self.named_buffers())
 
-    def num_parameters(self):
+    def num_parameters(self) -> int:
         """How many trainable numbers the model has (the paper's "0.27M" for ResNet-20)."""
         return sum(p.size for p in self.parameters())
 
@@ -139,17 +153,17 @@ class Module:
         return self
 
     # --- modes ---------------------------------------------------------------------------------
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> Module:
         """Training mode (BatchNorm uses batch statistics, Dropout drops), recursively."""
         for module in self.modules():
             object.__setattr__(module, "training", bool(mode))
         return self
 
-    def eval(self):
+    def eval(self) -> Module:
         """Evaluation mode (BatchNorm uses its running statistics, Dropout is the identity)."""
         return self.train(False)
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Forget every parameter's gradient (``grad = None``, as PyTorch does by default)."""
         for p in self.parameters():
             p.grad = None
@@ -178,7 +192,7 @@ class Module:
         return self.to(dtype="float32")
 
     # --- state -------------------------------------------------------------------------------
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """``{name: Tensor}`` for every parameter and buffer, PyTorch's names and layouts.
 
         The tensors share data with the model (no copy); :mod:`tinydm.checkpoint` writes them to
@@ -191,7 +205,7 @@ class Module:
                     state[f"{prefix}.{name}" if prefix else name] = Tensor(t.data)
         return state
 
-    def load_state_dict(self, state, strict=True):
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> Any:
         """Copy ``state`` (name -> Tensor or array of any device) into the model's parameters and
         buffers, onto their device and dtype.
 

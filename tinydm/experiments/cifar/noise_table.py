@@ -86,9 +86,9 @@ def wrong_labels(groups):
 
 
 def summary_table(by_noise, seed=123):
-    """Markdown: per noise, the realised share of wrong labels (:func:`wrong_labels`), the final test accuracy (mean ±
-    std over finished seeds) of CCE, GCE and the DM that validation chose with ``seed``, and the
-    chosen emphasis mode lam."""
+    """Markdown: per noise, the realised share of wrong labels (:func:`wrong_labels`), the final
+    test accuracy (mean ± std over finished seeds) of CCE, GCE and the DM that validation chose
+    with ``seed``, and the chosen emphasis mode lam."""
     lines = ["| noise | wrong labels | CCE final | GCE final | DM chosen by validation | "
              "its lam | DM final |", "|---|---:|---:|---:|---|---:|---:|"]
     for noise, groups in by_noise.items():

@@ -132,7 +132,8 @@ def run(config, resume=False, overwrite=False, progress=True, figures=True, data
     locked until the run ends, and holding no run of other settings unless ``overwrite``).
     ``dataset``: a :class:`tinydm.data.cifar.CifarData` to use instead of
     loading ``config.dataset``; ``human_labels``: CIFAR-10N's label sets
-    (:func:`tinydm.data.cifar_n.load`) to use instead of reading them from ``data_dir``. A run whose loss or weights become non-finite stops there: its
+    (:func:`tinydm.data.cifar_n.load`) to use instead of reading them from ``data_dir``. A run
+    whose loss or weights become non-finite stops there: its
     record gets ``"status": "diverged"`` and ``summary["diverged_by"]`` (the iteration), the
     last checkpoint (before it) is kept.
     """

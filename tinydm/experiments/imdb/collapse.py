@@ -85,7 +85,8 @@ def rescue_table(records, method="dm"):
             paired = [s for s in seeds if s in plain_of[r]]
             was = {s: plain_of[r][s]["summary"]["one_class_final"] for s in paired}
             healthy = [s for s in paired if not was[s] and not ends[s]]
-            cost = [100 * (runs[s]["summary"]["test_accuracy_final"] - plain_of[r][s]["summary"]["test_accuracy_final"])
+            acc = "test_accuracy_final"
+            cost = [100 * (runs[s]["summary"][acc] - plain_of[r][s]["summary"][acc])
                     for s in healthy]
             courses = [collapse_course(runs[s]) for s in seeds]
             table.append({

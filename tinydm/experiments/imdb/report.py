@@ -14,7 +14,6 @@ from .collapse import markdown_rescue_table, rescue_table
 from .protocol import FLAG_POINTS, row
 from .table import layout, collapse_notes, markdown_table, settings_of
 
-
 RESCUE_COLUMNS = ("row", "method", "variant", "loss_params", "sampler", "n", "seeds", "final",
                   "ends_one_class", "final_mean", "final_std", "final_healthy_mean", "one_class",
                   "one_class_evals", "paired", "collapsed", "rescued", "new", "cost", "cost_n",

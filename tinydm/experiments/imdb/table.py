@@ -28,7 +28,7 @@ class Table:
     wall_time: float
 
 
-_WORKER = {}
+_WORKER: dict = {}
 
 
 def _init_worker(parent, features, out_dir, force, overwrite):

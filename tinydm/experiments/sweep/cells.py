@@ -137,7 +137,7 @@ class CifarCells:
 ADAPTERS = {"imdb": ImdbCells, "cifar": CifarCells}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def get_adapter(experiment):
     """The adapter of an experiment (made on first use: a worker imports only its own)."""
     if experiment not in ADAPTERS:

@@ -45,7 +45,7 @@ def run_cell(experiment, settings, data, work_dir, threads=1):
     return out
 
 
-_WORKER = {}
+_WORKER: dict = {}
 
 
 def _watch_parent(parent):
@@ -167,7 +167,8 @@ class RayCluster:
 @dataclass
 class Sweep:
     """What :func:`run` did: the ``jobs``, the saved ``records`` by job name (every job that has
-    one; tinydm/experiments/runner.py's records with a ``"sweep"`` entry), how many cells were ``trained`` and ``skipped`` (found done), the cells that ``failed``
+    one; tinydm/experiments/runner.py's records with a ``"sweep"`` entry), how many cells were
+    ``trained`` and ``skipped`` (found done), the cells that ``failed``
     twice (name -> the last error), and the ``wall_time`` in seconds."""
 
     grid: Grid

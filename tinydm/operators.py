@@ -1,5 +1,5 @@
 """Python's operators on Tensor (``a + b``, ``a @ b``, ``x[i]``, ``x.sum()``, ...): each is an op
-of tinydm/functional/arithmetic.py.
+of tinydm/functional/ (arithmetic.py, reduction.py, shape.py).
 
 They are attached here rather than in tensor.py because the ops are built on Tensor and
 Function: tensor.py imports nothing of functional/, functional/ imports tensor.py, and this
@@ -7,6 +7,8 @@ module (imported by ``tinydm/__init__``) joins the two.
 """
 
 from .functional import arithmetic as _A
+from .functional import reduction as _R
+from .functional import shape as _S
 from .tensor import Tensor
 
 _METHODS = {
@@ -16,10 +18,10 @@ _METHODS = {
     "__truediv__": lambda a, b: _A.div(a, b), "__rtruediv__": lambda a, b: _A.div(b, a),
     "__neg__": _A.neg, "__pow__": _A.pow,
     "__matmul__": lambda a, b: _A.matmul(a, b), "__rmatmul__": lambda a, b: _A.matmul(b, a),
-    "__getitem__": _A.getitem,
-    "exp": _A.exp, "log": _A.log, "sum": _A.sum, "mean": _A.mean, "max": _A.max,
-    "reshape": _A.reshape, "transpose": _A.transpose, "flatten": _A.flatten,
-    "T": property(lambda self: _A.transpose(self)),
+    "__getitem__": _S.getitem,
+    "exp": _A.exp, "log": _A.log, "sum": _R.sum, "mean": _R.mean, "max": _R.max,
+    "reshape": _S.reshape, "transpose": _S.transpose, "flatten": _S.flatten,
+    "T": property(lambda self: _S.transpose(self)),
 }
 # setattr: tensor.py declares these for type checkers (under TYPE_CHECKING); here they get bodies.
 for _name, _method in _METHODS.items():

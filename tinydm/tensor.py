@@ -235,7 +235,7 @@ class Tensor:
                 fn.parents, fn.saved = None, None
 
     # Python's operators and the array methods, attached by tinydm/operators.py (each an op of
-    # tinydm/functional/arithmetic.py); declared here for type checkers and editors.
+    # tinydm/functional/); declared here for type checkers and editors.
     if TYPE_CHECKING:  # pragma: no cover
         def __add__(self, other: Operand) -> Tensor: ...
         def __radd__(self, other: Operand) -> Tensor: ...

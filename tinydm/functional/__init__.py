@@ -1,8 +1,10 @@
 """The op library: one file per op family, each op a Function with a hand-written backward."""
 
-from .arithmetic import (add, concatenate, div, exp, flatten, getitem, log, matmul, max, mean,
-                         mul, neg, pow, reshape, sub, sum, transpose, unbroadcast)
+from .arithmetic import add, div, exp, log, matmul, mul, neg, pow, sub, unbroadcast
+from .reduction import max, mean, sum
+from .shape import concatenate, flatten, getitem, reshape, transpose
 from .activation import dropout, log_softmax, relu, softmax
 from .linear import linear
-from .conv import avg_pool2d, conv2d, global_avg_pool2d, max_pool2d
+from .conv import conv2d
+from .pooling import avg_pool2d, global_avg_pool2d, max_pool2d
 from .normalization import batch_norm

@@ -1,4 +1,4 @@
-"""Elementwise arithmetic, matmul, reductions and shape ops.
+"""Elementwise arithmetic and matmul (reductions: reduction.py; shape ops: shape.py).
 
 Notation: ``x`` an input, ``y`` the output, ``gy = dL/dy`` the upstream gradient, ``gx = dL/dx``.
 Every backward rule below is the chain rule ``gx = J^T gy`` written out for that op.
@@ -8,9 +8,8 @@ was used by several elements of ``y``, so its gradient is the *sum* of theirs. O
 :func:`unbroadcast`, does that sum for every broadcasting op.
 """
 
-import builtins  # sum, max and pow below are ops; the builtins are spelled out
 
-from ..backend import get_array_module, scatter_add
+from ..backend import get_array_module
 from ..tensor import Function, Tensor, as_tensor
 
 
@@ -174,164 +173,6 @@ class MatMul(Function):
         return ga, gb
 
 
-def _normalize_axis(axis, ndim, op):
-    if axis is None:
-        return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    for a in axes:
-        if not -ndim <= a < builtins.max(ndim, 1):
-            raise ValueError(f"{op}: axis {a} is out of range for a tensor with {ndim} dimensions")
-    return tuple(sorted(a % builtins.max(ndim, 1) for a in axes))
-
-
-def _expand_reduced(g, shape, axes):
-    """Put back the reduced axes of ``g`` (as size 1) so it broadcasts against ``shape``."""
-    return g.reshape(tuple(1 if i in axes else n for i, n in enumerate(shape)))
-
-
-class Sum(Function):
-    """``y = sum over axes of x``;  every ``x`` in a sum gets the same ``gy``: ``gx = broadcast(gy)``."""
-
-    def __init__(self, axis=None, keepdims=False):
-        self.axis, self.keepdims = axis, keepdims
-
-    def forward(self, x):
-        self.axes = _normalize_axis(self.axis, x.ndim, "sum")
-        self.shape = x.shape
-        return x.sum(axis=self.axes, keepdims=self.keepdims)
-
-    def backward(self, gy):
-        xp = get_array_module(gy)
-        return xp.broadcast_to(_expand_reduced(gy, self.shape, self.axes), self.shape)
-
-
-class Mean(Function):
-    """``y = (1/n) sum over axes of x``;  ``gx = broadcast(gy) / n``."""
-
-    def __init__(self, axis=None, keepdims=False):
-        self.axis, self.keepdims = axis, keepdims
-
-    def forward(self, x):
-        self.axes = _normalize_axis(self.axis, x.ndim, "mean")
-        self.shape = x.shape
-        return x.mean(axis=self.axes, keepdims=self.keepdims)
-
-    def backward(self, gy):
-        xp = get_array_module(gy)
-        n = 1
-        for a in self.axes:
-            n *= self.shape[a]
-        return xp.broadcast_to(_expand_reduced(gy, self.shape, self.axes) / n, self.shape)
-
-
-class Max(Function):
-    """``y = max over axes of x``.
-
-    ``y`` equals one (or, with ties, several) of the ``x``; the gradient goes to those maxima,
-    shared equally among ties: ``gx = gy * [x == y] / (number of ties)``.
-    """
-
-    def __init__(self, axis=None, keepdims=False):
-        self.axis, self.keepdims = axis, keepdims
-
-    def forward(self, x):
-        self.axes = _normalize_axis(self.axis, x.ndim, "max")
-        y = x.max(axis=self.axes, keepdims=True)
-        mask = x == y
-        self.save_for_backward(mask / mask.sum(axis=self.axes, keepdims=True).astype(x.dtype))
-        return y if self.keepdims else y.reshape(tuple(
-            n for i, n in enumerate(x.shape) if i not in self.axes))
-
-    def backward(self, gy):
-        (share,) = self.saved
-        return _expand_reduced(gy, share.shape, self.axes) * share
-
-
-class Reshape(Function):
-    """``y = x.reshape(shape)``: elements keep their order, so ``gx = gy.reshape(x.shape)``."""
-
-    def __init__(self, shape):
-        self.shape = shape
-
-    def forward(self, x):
-        self.in_shape = x.shape
-        try:
-            return x.reshape(self.shape)
-        except ValueError:
-            raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} ({x.size} elements) "
-                             f"into {self.shape}") from None
-
-    def backward(self, gy):
-        return gy.reshape(self.in_shape)
-
-
-class Transpose(Function):
-    """``y = x.transpose(axes)``; ``gx`` is ``gy`` transposed by the inverse permutation."""
-
-    def __init__(self, axes=None):
-        self.axes = axes
-
-    def forward(self, x):
-        axes = tuple(reversed(range(x.ndim))) if self.axes is None else tuple(self.axes)
-        if sorted(a % builtins.max(x.ndim, 1) for a in axes) != list(range(x.ndim)):
-            raise ValueError(f"transpose: axes {axes} are not a permutation of the {x.ndim} "
-                             f"axes of {x.shape}")
-        self.inverse = tuple(sorted(range(x.ndim), key=lambda i: axes[i] % x.ndim))
-        return x.transpose(axes)
-
-    def backward(self, gy):
-        return gy.transpose(self.inverse)
-
-
-def _has_array_index(key):
-    keys = key if isinstance(key, tuple) else (key,)
-    return any(not isinstance(k, (int, slice, type(None), type(Ellipsis))) for k in keys)
-
-
-class GetItem(Function):
-    """``y = x[key]``.  ``gx`` is zero except where ``x`` was read; an element read several times
-    (repeated integer indices) gets the sum of its gradients, hence ``scatter_add``."""
-
-    def __init__(self, key):
-        self.key = key
-
-    def forward(self, x):
-        self.shape, self.dtype = x.shape, x.dtype
-        return x[self.key]
-
-    def backward(self, gy):
-        xp = get_array_module(gy)
-        gx = xp.zeros(self.shape, dtype=gy.dtype)
-        if _has_array_index(self.key):
-            scatter_add(gx, self.key, gy)
-        else:  # basic indexing reads each element at most once
-            gx[self.key] = gy
-        return gx
-
-
-class Concatenate(Function):
-    """``y = concatenate(xs, axis)``; ``gx_k`` is the slice of ``gy`` that ``x_k`` filled."""
-
-    def __init__(self, axis=0):
-        self.axis = axis
-
-    def forward(self, *xs):
-        xp = get_array_module(*xs)
-        ref = xs[0].shape
-        for x in xs[1:]:
-            if x.ndim != len(ref) or any(
-                    n != m for i, (n, m) in enumerate(zip(x.shape, ref)) if i != self.axis % len(ref)):
-                raise ValueError(f"concatenate: shapes {[t.shape for t in xs]} differ outside "
-                                 f"axis {self.axis}")
-        self.sizes = [x.shape[self.axis] for x in xs]
-        return xp.concatenate(xs, axis=self.axis)
-
-    def backward(self, gy):
-        xp = get_array_module(gy)
-        bounds = [builtins.sum(self.sizes[:k + 1]) for k in range(len(self.sizes) - 1)]
-        return tuple(xp.split(gy, bounds, axis=self.axis))
-
-
 # --- the public lowercase functions ---------------------------------------------------------------
 def add(a, b):
     return Add()(*_binary(a, b))
@@ -370,42 +211,3 @@ def log(x):
 
 def matmul(a, b):
     return MatMul()(*_binary(a, b))
-
-
-def sum(x, axis=None, keepdims=False):
-    return Sum(axis, keepdims)(x)
-
-
-def mean(x, axis=None, keepdims=False):
-    return Mean(axis, keepdims)(x)
-
-
-def max(x, axis=None, keepdims=False):
-    return Max(axis, keepdims)(x)
-
-
-def reshape(x, *shape):
-    dims = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-    return Reshape(tuple(dims))(x)
-
-
-def transpose(x, *axes):
-    order = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-    return Transpose(tuple(order) if order else None)(x)
-
-
-def flatten(x, start_dim=1):
-    """Merge the axes from ``start_dim`` on (default: keep the batch axis), as torch.flatten."""
-    return Reshape(tuple(x.shape[:start_dim]) + (-1,))(x)
-
-
-def getitem(x, key):
-    if isinstance(key, Tensor):
-        key = key.data
-    elif isinstance(key, tuple):
-        key = tuple(k.data if isinstance(k, Tensor) else k for k in key)
-    return GetItem(key)(x)
-
-
-def concatenate(tensors, axis=0):
-    return Concatenate(axis)(*tensors)

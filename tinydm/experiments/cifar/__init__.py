@@ -79,7 +79,7 @@ batches are pure functions of the iteration and everything else is in the checkp
 from . import noise_table, seeds
 from .data import DATA_STREAMS, RunData, load_dataset, prepare_data, synthetic_cifar
 from .report import FIGURES, load_results, markdown_table, write_figures, write_report
-from .settings import (DATASETS, DEFAULT_MILESTONES, HUMAN_NOISES, NOISES, RESUMABLE, SAMPLERS,
-                       SGD_STYLES, SUBSET_ORDERS, Config)
-from .training import (CHECKPOINT, EXPERIMENT, RESULTS, Evaluator, build_model, build_optimizer,
-                       format_summary, make_sampler, results_dict, run, summarise)
+from .settings import (CHECKPOINT, DATASETS, DEFAULT_MILESTONES, EXPERIMENT, HUMAN_NOISES, NOISES,
+                       RESULTS, RESUMABLE, SAMPLERS, SGD_STYLES, SUBSET_ORDERS, Config)
+from .training import (Evaluator, build_model, build_optimizer, format_summary, make_sampler,
+                       results_dict, run, summarise)

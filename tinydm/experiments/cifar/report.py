@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ...train import predicted_classes
 from ..runner import read_record
-from .training import EXPERIMENT, RESULTS
+from .settings import EXPERIMENT, RESULTS
 
 FIGURES = ("accuracy", "p_i", "ess", "test_predictions")
 

@@ -9,6 +9,10 @@ from pathlib import Path
 from ...data import cifar_n, transforms
 from ..runner import Settings
 
+#: A run's record names its experiment; its folder holds these two files.
+EXPERIMENT = "cifar"
+CHECKPOINT = "checkpoint.npz"
+RESULTS = "results.json"
 DATASETS = ("cifar10", "cifar100", "synthetic")
 #: CIFAR-10N's human label sets (tinydm.data.cifar_n) replace the given labels: "cifar10n:worst".
 HUMAN_NOISES = tuple(f"cifar10n:{v}" for v in cifar_n.VARIANTS)

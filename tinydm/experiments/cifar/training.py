@@ -15,11 +15,8 @@ from ...tensor import Tensor, no_grad
 from ...train import Diverged, History, accuracy, class_histogram, fit, loss_schedule, predict
 from ..runner import accuracy_summary, build_on_host, make_record, output_folder, write_record
 from .data import prepare_data
-from .settings import RESUMABLE, Config
+from .settings import CHECKPOINT, EXPERIMENT, RESULTS, RESUMABLE, Config
 
-EXPERIMENT = "cifar"
-CHECKPOINT = "checkpoint.npz"
-RESULTS = "results.json"
 
 
 def build_model(config, num_classes):

@@ -134,7 +134,7 @@ class CifarCells:
         return record
 
 
-ADAPTERS = {"imdb": ImdbCells, "cifar": CifarCells}
+ADAPTERS = {"imdb": ImdbCells, "cifar": CifarCells}  # one per grid.EXPERIMENTS (tested)
 
 
 @functools.cache

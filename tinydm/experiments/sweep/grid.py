@@ -16,6 +16,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+#: The experiments a grid may run: each has an adapter in cells.py (:data:`~.cells.ADAPTERS`).
+EXPERIMENTS = ("imdb", "cifar")
 ATTEMPTS = 2  # a failed cell is tried once more, then reported
 TABLE_AXES = ("lam", "beta")  # the rows and columns of a table and its heat map (Figures 6-9)
 SEED = "seed"  # the axis the table averages over
@@ -68,7 +70,7 @@ def _check_axes(where, axes):
 
 @dataclass(frozen=True)
 class Grid:
-    """A sweep: the ``experiment`` (a key of :data:`~.cells.ADAPTERS`), the settings every cell
+    """A sweep: the ``experiment`` (one of :data:`EXPERIMENTS`), the settings every cell
     shares (``fixed``), the ``axes`` crossed with each other, and optional ``subgrids`` (each
     crossed with the axes; the cells of all of them put together). See the module docstring."""
 
@@ -78,11 +80,9 @@ class Grid:
     subgrids: tuple = ()
 
     def __post_init__(self):
-        from .cells import ADAPTERS  # the adapters import this module
-
-        if self.experiment not in ADAPTERS:
+        if self.experiment not in EXPERIMENTS:
             raise ValueError(f"sweep grid: unknown experiment {self.experiment!r}; choose from "
-                             f"{', '.join(ADAPTERS)}")
+                             f"{', '.join(EXPERIMENTS)}")
         if not isinstance(self.fixed, dict):
             raise ValueError(f"sweep grid: [fixed] must be a table of name = value, got "
                              f"{self.fixed!r}")

@@ -5,4 +5,4 @@ from .arithmetic import (add, concatenate, div, exp, flatten, getitem, log, matm
 from .activation import dropout, log_softmax, relu, softmax
 from .linear import linear
 from .conv import avg_pool2d, conv2d, global_avg_pool2d, max_pool2d
-from .normalization import batch_norm
+from .normalization import batch_norm, batch_norm_relu

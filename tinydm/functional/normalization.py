@@ -4,6 +4,7 @@ Each channel c is normalised over all its other axes (N, or N, H, W): m = N (or 
 """
 
 from ..backend import device_of, get_array_module, is_array, map_batch_parts
+from ..backend.parallel import CHUNK_BYTES
 from ..tensor import Function, Tensor
 
 
@@ -50,20 +51,31 @@ class BatchNorm(Function):
     ``gx = gamma * s * gy``.
 
     Backward keeps ``xhat``, ``s`` and ``gamma`` (not ``x``).
+
+    **Fused with a ReLU** (``relu=True``, :func:`batch_norm_relu`): the output is
+    ``z = max(y, 0)``, whose gradient w.r.t. ``y`` is ``gz * [y > 0] = gz * [z > 0]``; the rules
+    above then apply to that masked gradient. It is the same arithmetic as ``relu(batch_norm(x))``
+    (the same numbers), without the ReLU's own output, mask and gradient arrays: the mask is read
+    from ``z``, which the next layer keeps anyway.
     """
 
-    def __init__(self, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
+    def __init__(self, running_mean, running_var, training=True, momentum=0.1, eps=1e-5,
+                 relu=False):
         self.running_mean, self.running_var = running_mean, running_var
-        self.training, self.momentum, self.eps = training, momentum, eps
+        self.training, self.momentum, self.eps, self.relu = training, momentum, eps, relu
 
     def forward(self, x, gamma, beta):
         self._check(x, gamma, beta)
         xp = get_array_module(x)
         self.axes = (0,) + tuple(range(2, x.ndim))   # every axis but the channel's
         shape = (1, -1) + (1,) * (x.ndim - 2)         # a per-channel vector, broadcastable to x
+        # Without a backward (no_grad, or no input needs a gradient) xhat is not kept: it is
+        # made in y's own buffer, the same operations in the same order (the same numbers).
+        keep = any(self.needs_input_grad)
         # The work is shared out over parts of the batch, one per CPU thread (map_batch_parts):
         # sums over the batch are the sums of the parts' sums.
-        xhat, y = xp.empty_like(x), xp.empty_like(x)
+        y = xp.empty_like(x)
+        xhat = xp.empty_like(x) if keep else y
         if self.training:
             m = x.size // x.shape[1]
             if m < 2:
@@ -82,35 +94,57 @@ class BatchNorm(Function):
             map_batch_parts(lambda part: xp.subtract(x[part], mu.reshape(shape), out=xhat[part]), x)
         s = 1 / xp.sqrt(var + self.eps)
 
-        def normalise(part):  # xhat *= s, y = gamma * xhat + beta
+        def normalise(part):  # xhat *= s, y = gamma * xhat + beta (then max(y, 0) if fused)
             h, out = xhat[part], y[part]
             h *= s.reshape(shape)
             xp.multiply(h, gamma.reshape(shape), out=out)
             out += beta.reshape(shape)
+            if self.relu:
+                xp.maximum(out, 0, out=out)
         map_batch_parts(normalise, x)
-        self.save_for_backward(xhat, s, gamma)
+        if keep:  # with the ReLU, its mask is y > 0: y itself is kept (the next conv keeps it)
+            self.save_for_backward(xhat, s, gamma, y if self.relu else None)
         return y
 
     def backward(self, gy):
-        xhat, s, gamma = self.saved
+        """The rules of the class docstring in two sweeps over the batch: the two sums
+        (``gbeta``, ``ggamma``) in one, then ``gx`` in place, in cache-sized runs of images with
+        one scratch buffer, so each element of ``gy`` and ``xhat`` is read from memory once per
+        sweep. Fused with the ReLU, the first sweep also applies its mask, ``g = gy * [y > 0]``,
+        into gx's buffer, which the second sweep then turns into gx."""
+        xhat, s, gamma, y = self.saved
         xp = get_array_module(gy)
         shape = (1, -1) + (1,) * (gy.ndim - 2)
-        sums = map_batch_parts(
-            lambda part: (_channel_dot(gy[part], xhat[part]), gy[part].sum(axis=self.axes)), gy)
-        ggamma, gbeta = _total([g for g, _ in sums]), _total([b for _, b in sums])
-        scale = (gamma * s).reshape(shape)
         gx = xp.empty_like(gy, dtype=xp.result_type(gy.dtype, xhat.dtype))
-        m = gy.size // gy.shape[1]
 
-        def input_grad(part):  # gx = scale * (gy - (gbeta + xhat * ggamma) / m), in place
-            g = gx[part]
+        def sums(part):
+            g = gy[part]
+            if self.relu:
+                xp.multiply(g, y[part] > 0, out=gx[part])
+                g = gx[part]
+            return _channel_dot(g, xhat[part]), g.sum(axis=self.axes)
+        parts = map_batch_parts(sums, gy)
+        ggamma, gbeta = _total([g for g, _ in parts]), _total([b for _, b in parts])
+        scale = (gamma * s).reshape(shape)
+        m = gy.size // gy.shape[1]
+        upstream = gx if self.relu else gy  # the gradient of the BN's output
+        a, b = (ggamma / -m).reshape(shape), (gbeta / m).reshape(shape)
+        run = (len(gx) if device_of(gx) == "cuda"  # images per cache-sized run (a GPU: all)
+               else max(1, CHUNK_BYTES // max(1, gx[:1].nbytes)))
+
+        def input_grad(part):  # gx = scale * (gy - (gbeta + xhat * ggamma) / m)
+            g, h, up = gx[part], xhat[part], upstream[part]
             if not self.training:  # constant statistics: gx = scale * gy
-                xp.multiply(gy[part], scale, out=g)
+                xp.multiply(up, scale, out=g)
                 return
-            xp.multiply(xhat[part], (ggamma / -m).reshape(shape), out=g)
-            g -= (gbeta / m).reshape(shape)
-            g += gy[part]
-            g *= scale
+            t = xp.empty((min(run, len(g)),) + g.shape[1:], dtype=g.dtype)
+            for start in range(0, len(g), run):
+                k = slice(start, start + run)
+                tk = t[:len(g[k])]
+                xp.multiply(h[k], a, out=tk)
+                tk -= b
+                tk += up[k]
+                xp.multiply(tk, scale, out=g[k])
         map_batch_parts(input_grad, gy)
         return gx, ggamma, gbeta
 
@@ -140,13 +174,14 @@ class BatchNorm(Function):
                              "running_var")
 
 
-def batch_norm(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
+def batch_norm(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1, eps=1e-5,
+               relu=False):
     """Batch normalisation of ``x`` (N, C) or (N, C, H, W) per channel; ``gamma``, ``beta`` (C,).
 
     ``running_mean`` and ``running_var`` (C,) are updated in place in training mode and used in
     eval mode. Pass them as Tensors (their ``.data`` is updated; no gradient flows to them) or as
     raw arrays on the input's device; ``None`` for both means no running statistics (training
-    mode only).
+    mode only). ``relu=True``: ``relu`` of the result, as one op (:func:`batch_norm_relu`).
     """
     if (running_mean is None) != (running_var is None):
         raise ValueError("batch_norm: give both running_mean and running_var, or neither")
@@ -155,4 +190,12 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training=True, momentu
         if r is not None and not is_array(r):
             raise TypeError(f"batch_norm: {name} must be a Tensor or an array (updated in place), "
                             f"got {type(r).__name__}")
-    return BatchNorm(*stats, training, momentum, eps)(x, gamma, beta)
+    return BatchNorm(*stats, training, momentum, eps, relu)(x, gamma, beta)
+
+
+def batch_norm_relu(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1,
+                    eps=1e-5):
+    """``relu(batch_norm(x, ...))`` as one op (see :class:`BatchNorm`, fused with a ReLU): the
+    same values and gradients, fewer arrays and passes over memory."""
+    return batch_norm(x, gamma, beta, running_mean, running_var, training, momentum, eps,
+                      relu=True)

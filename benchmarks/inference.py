@@ -7,6 +7,7 @@ framework and thread count.
     python benchmarks/inference.py --framework torch            # PyTorch's torch.no_grad(), the same cases
     python benchmarks/inference.py --depth 20 --batches 512 --threads 2 --seconds 5
     python benchmarks/inference.py --step --batches 128     # training steps instead
+    python benchmarks/inference.py --step --batches 128 --threads 1 --profile 10   # per-op times
 
 Each case warms up for one batch, then runs batches for ``--seconds`` and reports the images
 per second of that window; ``--repeats`` windows, the best of them (the least disturbed).
@@ -52,6 +53,72 @@ def measure_step(depth, batch, seconds, repeats):
                  repeats)
 
 
+def op_profile(depth, batch, steps, step_mode):
+    """Seconds per step in each op's forward and backward (every Function subclass's methods
+    wrapped with a timer), and the whole step's: where a training step (or an inference
+    batch) spends its time. Ops do not call other ops, so the times do not nest."""
+    import time as _t
+    from collections import defaultdict
+
+    import tinydm as td
+    from tinydm.tensor import Function
+    totals = defaultdict(float)
+
+    def timed(cls, name):
+        method = getattr(cls, name)
+
+        def wrapper(self, *args):
+            start = _t.perf_counter()
+            try:
+                return method(self, *args)
+            finally:
+                totals[f"{cls.__name__}.{name}"] += _t.perf_counter() - start
+        setattr(cls, name, wrapper)
+    classes, todo = [], list(Function.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        classes.append(cls)
+        todo.extend(cls.__subclasses__())
+    for cls in classes:
+        for name in ("forward", "backward"):
+            if name in vars(cls):
+                timed(cls, name)
+    if step_mode:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from cases import tinydm_step
+        run = tinydm_step(dict(kind="resnet", depth=depth, batch=batch))
+    else:
+        import numpy as np
+        td.backend.tune_malloc()
+        model = td.nn.resnet_cifar(depth)
+        model.eval()
+        x = td.Tensor(np.random.default_rng(0).standard_normal((batch, 3, 32, 32))
+                      .astype(np.float32))
+
+        def run():
+            with td.no_grad():
+                model(x)
+    run()
+    totals.clear()
+    start = _t.perf_counter()
+    for _ in range(steps):
+        run()
+    whole = (_t.perf_counter() - start) / steps
+    return whole, {k: v / steps for k, v in totals.items()}
+
+
+def print_profile(whole, ops):
+    gemm = sum(v for k, v in ops.items() if k.split(".")[0] in ("Conv2d", "Linear", "MatMul"))
+    print(f"step {whole * 1e3:.1f} ms; conv2d + linear (im2col and GEMMs) "
+          f"{gemm * 1e3:.1f} ms = {gemm / whole:.0%} of it")
+    print("| op | ms per step | share |\n|---|---:|---:|")
+    for name, v in sorted(ops.items(), key=lambda kv: -kv[1]):
+        if v / whole >= 0.005:
+            print(f"| {name} | {v * 1e3:.1f} | {v / whole:.1%} |")
+    rest = whole - sum(ops.values())
+    print(f"| outside the ops (graph, optimiser, Python) | {rest * 1e3:.1f} | {rest / whole:.1%} |")
+
+
 def _time(forward, batch, seconds, repeats):
     forward()
     best = 0.0
@@ -75,6 +142,9 @@ def main(argv=None):
     p.add_argument("--step", action="store_true",
                    help="time tinydm training steps instead (images/s of zero_grad, forward, "
                         "loss, backward, SGD)")
+    p.add_argument("--profile", type=int, metavar="STEPS", default=0,
+                   help="instead: time each op's forward and backward over STEPS steps (threads "
+                        "and batch: the first of --threads and --batches), the GEMM share")
     p.add_argument("--child", nargs=2, type=int, metavar=("BATCH", "THREADS"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -85,6 +155,15 @@ def main(argv=None):
             rate = measure_inference(args.framework, args.depth, batch, args.seconds,
                                      args.repeats)
         print(json.dumps({"images_per_second": rate}))
+        return
+    if args.profile:
+        env = {v: str(args.threads[0]) for v in THREAD_VARS}
+        if any(os.environ.get(k) != v for k, v in env.items()):  # the thread pools read them at import
+            os.environ.update(env)
+            os.execv(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:])
+        print(f"tinydm ResNet-{args.depth} {'training step' if args.step else 'inference'}, "
+              f"batch {args.batches[0]}, {args.threads[0]} thread(s), {args.profile} steps")
+        print_profile(*op_profile(args.depth, args.batches[0], args.profile, args.step))
         return
     what = "training steps" if args.step else "inference (eval mode, no_grad)"
     print(f"{args.framework} ResNet-{args.depth} {what}, images/s")

@@ -13,6 +13,20 @@ def _total(parts):
     return sum(parts[1:], parts[0])
 
 
+def _run_length(a):
+    """Images of ``a`` in a cache-sized run (about ``CHUNK_BYTES``; a GPU: all of them)."""
+    return len(a) if device_of(a) == "cuda" else max(1, CHUNK_BYTES // max(1, a[:1].nbytes))
+
+
+def _in_runs(fn, *arrays):
+    """``fn(*runs)`` for each cache-sized run of images (about ``CHUNK_BYTES`` of the first
+    array) of the arrays, in order: a chain of elementwise operations on a run stays in the
+    core's cache instead of sweeping main memory once per operation. A GPU takes them whole."""
+    n, step = len(arrays[0]), _run_length(arrays[0])
+    for start in range(0, n, step):
+        fn(*[a[start:start + step] for a in arrays])
+
+
 def _channel_dot(a, b):
     """``sum of a * b`` over every axis but the channel axis (1), without an ``a * b`` temporary."""
     letters = "nchw" if a.ndim == 4 else "nc"
@@ -91,17 +105,19 @@ class BatchNorm(Function):
             self._update_running(mu, var * (m / (m - 1)))
         else:
             mu, var = self.running_mean, self.running_var
-            map_batch_parts(lambda part: xp.subtract(x[part], mu.reshape(shape), out=xhat[part]), x)
         s = 1 / xp.sqrt(var + self.eps)
+        mu, s, g, b = (a.reshape(shape) for a in (mu, s, gamma, beta))
 
-        def normalise(part):  # xhat *= s, y = gamma * xhat + beta (then max(y, 0) if fused)
-            h, out = xhat[part], y[part]
-            h *= s.reshape(shape)
-            xp.multiply(h, gamma.reshape(shape), out=out)
-            out += beta.reshape(shape)
-            if self.relu:
+        def normalise(x, h, out):  # (eval: xhat = x - mu), xhat *= s, y = gamma * xhat + beta
+            if not self.training:
+                xp.subtract(x, mu, out=h)
+            h *= s
+            xp.multiply(h, g, out=out)
+            out += b
+            if self.relu:  # then max(y, 0), fused
                 xp.maximum(out, 0, out=out)
-        map_batch_parts(normalise, x)
+        map_batch_parts(lambda part: _in_runs(normalise, x[part], xhat[part], y[part]), x)
+        s = s.reshape(-1)
         if keep:  # with the ReLU, its mask is y > 0: y itself is kept (the next conv keeps it)
             self.save_for_backward(xhat, s, gamma, y if self.relu else None)
         return y
@@ -129,22 +145,20 @@ class BatchNorm(Function):
         m = gy.size // gy.shape[1]
         upstream = gx if self.relu else gy  # the gradient of the BN's output
         a, b = (ggamma / -m).reshape(shape), (gbeta / m).reshape(shape)
-        run = (len(gx) if device_of(gx) == "cuda"  # images per cache-sized run (a GPU: all)
-               else max(1, CHUNK_BYTES // max(1, gx[:1].nbytes)))
+
+        def run(g, h, up, t):  # one run of images: t is the scratch, in cache
+            xp.multiply(h, a, out=t)
+            t -= b
+            t += up
+            xp.multiply(t, scale, out=g)
 
         def input_grad(part):  # gx = scale * (gy - (gbeta + xhat * ggamma) / m)
             g, h, up = gx[part], xhat[part], upstream[part]
             if not self.training:  # constant statistics: gx = scale * gy
                 xp.multiply(up, scale, out=g)
                 return
-            t = xp.empty((min(run, len(g)),) + g.shape[1:], dtype=g.dtype)
-            for start in range(0, len(g), run):
-                k = slice(start, start + run)
-                tk = t[:len(g[k])]
-                xp.multiply(h[k], a, out=tk)
-                tk -= b
-                tk += up[k]
-                xp.multiply(tk, scale, out=g[k])
+            t = xp.empty((min(len(g), _run_length(g)),) + g.shape[1:], dtype=g.dtype)
+            _in_runs(lambda g, h, up: run(g, h, up, t[:len(g)]), g, h, up)
         map_batch_parts(input_grad, gy)
         return gx, ggamma, gbeta
 

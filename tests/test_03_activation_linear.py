@@ -52,6 +52,15 @@ def test_relu_keeps_only_a_mask(device):
     assert y.creator.saved[0].dtype == bool
 
 
+def test_relu_without_grad_makes_no_mask(device):
+    x = tensor([-1.0, 0.5, 2.0])
+    with td.no_grad():
+        op = F.activation.ReLU()
+        y = op(x)
+    np.testing.assert_array_equal(y.numpy(), [0.0, 0.5, 2.0])
+    assert y.creator is None and op.saved == ()
+
+
 def test_dropout(device):
     x = tensor(np.ones((200, 50)))
     y = F.dropout(x, p=0.3, training=True, generator=backend.rng(0))

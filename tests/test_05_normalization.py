@@ -109,13 +109,95 @@ def test_batch_norm_keeps_xhat_not_x_and_float32_stays_float32(device, rng):
     beta = td.Tensor(np.zeros(3, np.float32), requires_grad=True)
     rm, rv = td.Tensor(np.zeros(3, np.float32)), td.Tensor(np.ones(3, np.float32))
     y = F.batch_norm(x, gamma, beta, rm, rv)
-    xhat, s, g = y.creator.saved
+    xhat, s, g, kept_output = y.creator.saved
+    assert kept_output is None  # only the fused ReLU keeps y (its mask is y > 0)
     np.testing.assert_allclose(backend.to_numpy(xhat), y.numpy(), rtol=1e-6)  # gamma 1, beta 0
     assert s.shape == (3,) and g.shape == (3,)
     assert y.dtype == rm.dtype == rv.dtype == np.float32
     y.backward(td.Tensor(np.ones(y.shape, np.float32)))
     assert x.grad.dtype == gamma.grad.dtype == beta.grad.dtype == np.float32
     np.testing.assert_allclose(x.grad.numpy(), 0.0, atol=1e-5)  # a constant gy changes nothing
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_relu_gradcheck(device, rng, training):
+    """The fused op against float64 finite differences (a random upstream gradient)."""
+    gamma, beta, (rm, rv) = params(rng, 3)
+    small = tensor(rng.standard_normal((4, 3, 2, 2)))
+    assert td.gradcheck(lambda *a: F.batch_norm_relu(*a, rm, rv, training=training),
+                        small, gamma, beta, mode="full")
+    gamma, beta, (rm, rv) = params(rng, 8)
+    big = tensor(rng.standard_normal((16, 8, 6, 6)))
+    assert td.gradcheck(lambda *a: F.batch_norm_relu(*a, rm, rv, training=training),
+                        big, gamma, beta, mode="directional")
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(5, 3), (3, 4, 5, 5), (40, 16, 32, 32)])
+def test_batch_norm_relu_fused_equals_relu_of_batch_norm(device, rng, training, shape):
+    """The fused path gives the very numbers of the plain one, relu(batch_norm(x)), forward and
+    backward, in float32 (40 images of 16x32x32 take several threads' parts and cache-sized
+    runs), and float32 stays float32."""
+    x_np = (rng.standard_normal(shape) * 2 + 0.5).astype(np.float32)
+    g_np = rng.standard_normal(shape).astype(np.float32)
+    c = shape[1]
+    p_np = [rng.standard_normal(c).astype(np.float32) for _ in range(2)]
+    stats_np = [rng.standard_normal(c).astype(np.float32), rng.uniform(0.5, 2, c).astype(np.float32)]
+    results = []
+    for fused in (False, True):
+        x = td.Tensor(x_np, requires_grad=True)
+        gamma, beta = (td.Tensor(a, requires_grad=True) for a in p_np)
+        rm, rv = (td.Tensor(a.copy()) for a in stats_np)
+        if fused:
+            y = F.batch_norm_relu(x, gamma, beta, rm, rv, training=training)
+        else:
+            y = F.relu(F.batch_norm(x, gamma, beta, rm, rv, training=training))
+        y.backward(td.Tensor(g_np))
+        results.append([y.numpy(), x.grad.numpy(), gamma.grad.numpy(), beta.grad.numpy(),
+                        rm.numpy(), rv.numpy()])
+    for plain, fused in zip(*results):
+        assert fused.dtype == np.float32
+        np.testing.assert_array_equal(fused, plain)
+
+
+def test_batch_norm_backward_matches_the_formula_in_float32(device, rng):
+    """The plain backward (two sweeps, cache-sized runs) against the class docstring's formula
+    computed in float64 by NumPy, on a batch big enough for several runs per thread."""
+    x_np = rng.standard_normal((40, 16, 32, 32)).astype(np.float32)
+    g_np = rng.standard_normal(x_np.shape).astype(np.float32)
+    gamma_np = rng.standard_normal(16).astype(np.float32)
+    x = td.Tensor(x_np, requires_grad=True)
+    gamma = td.Tensor(gamma_np, requires_grad=True)
+    beta = td.Tensor(np.zeros(16, np.float32), requires_grad=True)
+    F.batch_norm(x, gamma, beta, None, None).backward(td.Tensor(g_np))
+    x64, g64 = x_np.astype(np.float64), g_np.astype(np.float64)
+    axes, m = (0, 2, 3), x_np.size // 16
+    s = 1 / np.sqrt(x64.var(axes) + 1e-5)
+    xhat = (x64 - x64.mean(axes).reshape(1, -1, 1, 1)) * s.reshape(1, -1, 1, 1)
+    gbeta, ggamma = g64.sum(axes), (g64 * xhat).sum(axes)
+    gx = (gamma_np * s).reshape(1, -1, 1, 1) * (
+        g64 - (gbeta.reshape(1, -1, 1, 1) + xhat * ggamma.reshape(1, -1, 1, 1)) / m)
+    assert x.grad.dtype == np.float32
+    np.testing.assert_allclose(x.grad.numpy(), gx, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(gamma.grad.numpy(), ggamma, rtol=1e-3, atol=1e-2)
+    np.testing.assert_allclose(beta.grad.numpy(), gbeta, rtol=1e-3, atol=1e-2)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_batch_norm_without_grad_keeps_nothing_and_gives_the_same_numbers(device, rng, relu):
+    """Under no_grad the op records no graph and keeps no xhat, with the same output."""
+    x_np = rng.standard_normal((6, 3, 4, 4)).astype(np.float32)
+    gamma, beta = (td.Tensor(rng.standard_normal(3).astype(np.float32), requires_grad=True)
+                   for _ in range(2))
+    rm = td.Tensor(rng.standard_normal(3).astype(np.float32))
+    rv = td.Tensor(rng.uniform(0.5, 2, 3).astype(np.float32))
+    with_graph = F.batch_norm(td.Tensor(x_np), gamma, beta, rm, rv, training=False, relu=relu)
+    assert with_graph.creator is not None and len(with_graph.creator.saved) == 4
+    with td.no_grad():
+        op = td.functional.normalization.BatchNorm(rm.data, rv.data, False, relu=relu)
+        y = op(td.Tensor(x_np), gamma, beta)
+    assert y.creator is None and op.saved == () and not y.requires_grad
+    np.testing.assert_array_equal(y.numpy(), with_graph.numpy())
 
 
 def test_batch_norm_errors(device):

@@ -78,6 +78,36 @@ def test_resnet_eval_mode_is_deterministic_and_batch_independent(device):
     np.testing.assert_allclose(net(x[:1]).numpy(), whole[:1], rtol=1e-4, atol=1e-5)
 
 
+def test_forward_only_evaluation_gives_the_numbers_of_the_graph_recording_one(device, monkeypatch):
+    """The evaluation's fast path (no_grad: no graph, no saved arrays; batch norm fused with the
+    ReLU that follows it) against the plain forward (a graph recorded, relu(batch_norm(x)) as two
+    ops): the same logits bit for bit, hence the same accuracies, at several evaluation batch
+    sizes."""
+    from tinydm.train.loop import predict
+    td.manual_seed(0)
+    net = nn.resnet_cifar(8)
+    rng = np.random.default_rng(0)
+    x = td.Tensor(rng.standard_normal((48, 3, 8, 8)).astype(np.float32))
+    labels = rng.integers(0, 10, 48)
+    net(x)  # one training forward moves the running statistics
+    fast = {b: predict(net, x, batch_size=b) for b in (16, 48)}
+
+    def plain(self, x, relu=False):  # the unfused path, recording the graph
+        y = F.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var,
+                         training=self.training, momentum=self.momentum, eps=self.eps)
+        return F.relu(y) if relu else y
+    F = td.functional
+    monkeypatch.setattr(nn.BatchNorm2d, "forward", plain)
+    net.eval()
+    for b, logits in fast.items():
+        parts = [net(x[s:s + b]) for s in range(0, 48, b)]
+        assert all(p.requires_grad for p in parts)  # the graph was recorded
+        slow = np.concatenate([p.numpy() for p in parts])
+        np.testing.assert_array_equal(backend.to_numpy(logits), slow)
+        assert (backend.to_numpy(logits).argmax(1) == labels).mean() == \
+            (slow.argmax(1) == labels).mean()
+
+
 # --- MLP -----------------------------------------------------------------------------------------
 def test_mlp_layout():
     mlp = nn.MLP([100, 8, 2], init="caffe_xavier")  # the paper's IMDB network

@@ -7,4 +7,4 @@ from .activation import dropout, log_softmax, relu, softmax
 from .linear import linear
 from .conv import conv2d
 from .pooling import avg_pool2d, global_avg_pool2d, max_pool2d
-from .normalization import batch_norm
+from .normalization import batch_norm, batch_norm_relu

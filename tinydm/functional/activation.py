@@ -11,19 +11,23 @@ from ..tensor import Function, Tensor
 
 
 class ReLU(Function):
-    """``y = max(x, 0)``;  ``gx = gy * [x > 0]`` (keeps only the boolean mask).
+    """``y = max(x, 0)``;  ``gx = gy * [x > 0]`` (keeps only the boolean mask, and makes none
+    when no backward will run: under ``no_grad``).
 
     Both run on parts of the batch side by side, one per CPU thread (``map_batch_parts``)."""
 
     def forward(self, x):
         xp = get_array_module(x)
-        mask, y = xp.empty(x.shape, dtype=bool), xp.empty_like(x)
+        keep = any(self.needs_input_grad)
+        mask, y = xp.empty(x.shape, dtype=bool) if keep else None, xp.empty_like(x)
 
         def relu(part):  # max(x, 0) rather than x * mask: no bool -> float cast
-            xp.greater(x[part], 0, out=mask[part])
+            if mask is not None:
+                xp.greater(x[part], 0, out=mask[part])
             xp.maximum(x[part], 0, out=y[part])
         map_batch_parts(relu, x)
-        self.save_for_backward(mask)
+        if keep:
+            self.save_for_backward(mask)
         return y
 
     def backward(self, gy):

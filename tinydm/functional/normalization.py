@@ -6,12 +6,27 @@ Each channel c is normalised over all its other axes (N, or N, H, W): m = N (or 
 from typing import Any
 
 from ..backend import device_of, get_array_module, is_array, map_batch_parts
+from ..backend.parallel import CHUNK_BYTES
 from ..tensor import Function, Tensor
 
 
 def _total(parts):
     """The sum of the parts' partial sums, in order (the same for any number of threads)."""
     return sum(parts[1:], parts[0])
+
+
+def _run_length(a):
+    """Images of ``a`` in a cache-sized run (about ``CHUNK_BYTES``; a GPU: all of them)."""
+    return len(a) if device_of(a) == "cuda" else max(1, CHUNK_BYTES // max(1, a[:1].nbytes))
+
+
+def _in_runs(fn, *arrays):
+    """``fn(*runs)`` for each cache-sized run of images (about ``CHUNK_BYTES`` of the first
+    array) of the arrays, in order: a chain of elementwise operations on a run stays in the
+    core's cache instead of sweeping main memory once per operation. A GPU takes them whole."""
+    n, step = len(arrays[0]), _run_length(arrays[0])
+    for start in range(0, n, step):
+        fn(*[a[start:start + step] for a in arrays])
 
 
 def _channel_dot(a, b):
@@ -52,20 +67,31 @@ class BatchNorm(Function):
     ``gx = gamma * s * gy``.
 
     Backward keeps ``xhat``, ``s`` and ``gamma`` (not ``x``).
+
+    **Fused with a ReLU** (``relu=True``, :func:`batch_norm_relu`): the output is
+    ``z = max(y, 0)``, whose gradient w.r.t. ``y`` is ``gz * [y > 0] = gz * [z > 0]``; the rules
+    above then apply to that masked gradient. It is the same arithmetic as ``relu(batch_norm(x))``
+    (the same numbers), without the ReLU's own output, mask and gradient arrays: the mask is read
+    from ``z``, which the next layer keeps anyway.
     """
 
-    def __init__(self, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
+    def __init__(self, running_mean, running_var, training=True, momentum=0.1, eps=1e-5,
+                 relu=False):
         self.running_mean, self.running_var = running_mean, running_var
-        self.training, self.momentum, self.eps = training, momentum, eps
+        self.training, self.momentum, self.eps, self.relu = training, momentum, eps, relu
 
     def forward(self, x, gamma, beta):
         self._check(x, gamma, beta)
         xp = get_array_module(x)
         self.axes = (0,) + tuple(range(2, x.ndim))   # every axis but the channel's
         shape = (1, -1) + (1,) * (x.ndim - 2)         # a per-channel vector, broadcastable to x
+        # Without a backward (no_grad, or no input needs a gradient) xhat is not kept: it is
+        # made in y's own buffer, the same operations in the same order (the same numbers).
+        keep = any(self.needs_input_grad)
         # The work is shared out over parts of the batch, one per CPU thread (map_batch_parts):
         # sums over the batch are the sums of the parts' sums.
-        xhat, y = xp.empty_like(x), xp.empty_like(x)
+        y = xp.empty_like(x)
+        xhat = xp.empty_like(x) if keep else y
         if self.training:
             m = x.size // x.shape[1]
             if m < 2:
@@ -81,38 +107,60 @@ class BatchNorm(Function):
             self._update_running(mu, var * (m / (m - 1)))
         else:
             mu, var = self.running_mean, self.running_var
-            map_batch_parts(lambda part: xp.subtract(x[part], mu.reshape(shape), out=xhat[part]), x)
         s = 1 / xp.sqrt(var + self.eps)
+        mu, s, g, b = (a.reshape(shape) for a in (mu, s, gamma, beta))
 
-        def normalise(part):  # xhat *= s, y = gamma * xhat + beta
-            h, out = xhat[part], y[part]
-            h *= s.reshape(shape)
-            xp.multiply(h, gamma.reshape(shape), out=out)
-            out += beta.reshape(shape)
-        map_batch_parts(normalise, x)
-        self.save_for_backward(xhat, s, gamma)
+        def normalise(x, h, out):  # (eval: xhat = x - mu), xhat *= s, y = gamma * xhat + beta
+            if not self.training:
+                xp.subtract(x, mu, out=h)
+            h *= s
+            xp.multiply(h, g, out=out)
+            out += b
+            if self.relu:  # then max(y, 0), fused
+                xp.maximum(out, 0, out=out)
+        map_batch_parts(lambda part: _in_runs(normalise, x[part], xhat[part], y[part]), x)
+        s = s.reshape(-1)
+        if keep:  # with the ReLU, its mask is y > 0: y itself is kept (the next conv keeps it)
+            self.save_for_backward(xhat, s, gamma, y if self.relu else None)
         return y
 
     def backward(self, gy):
-        xhat, s, gamma = self.saved
+        """The rules of the class docstring in two sweeps over the batch: the two sums
+        (``gbeta``, ``ggamma``) in one, then ``gx`` in place, in cache-sized runs of images with
+        one scratch buffer, so each element of ``gy`` and ``xhat`` is read from memory once per
+        sweep. Fused with the ReLU, the first sweep also applies its mask, ``g = gy * [y > 0]``,
+        into gx's buffer, which the second sweep then turns into gx."""
+        xhat, s, gamma, y = self.saved
         xp = get_array_module(gy)
         shape = (1, -1) + (1,) * (gy.ndim - 2)
-        sums = map_batch_parts(
-            lambda part: (_channel_dot(gy[part], xhat[part]), gy[part].sum(axis=self.axes)), gy)
-        ggamma, gbeta = _total([g for g, _ in sums]), _total([b for _, b in sums])
-        scale = (gamma * s).reshape(shape)
         gx = xp.empty_like(gy, dtype=xp.result_type(gy.dtype, xhat.dtype))
-        m = gy.size // gy.shape[1]
 
-        def input_grad(part):  # gx = scale * (gy - (gbeta + xhat * ggamma) / m), in place
-            g = gx[part]
+        def sums(part):
+            g = gy[part]
+            if self.relu:
+                xp.multiply(g, y[part] > 0, out=gx[part])
+                g = gx[part]
+            return _channel_dot(g, xhat[part]), g.sum(axis=self.axes)
+        parts = map_batch_parts(sums, gy)
+        ggamma, gbeta = _total([g for g, _ in parts]), _total([b for _, b in parts])
+        scale = (gamma * s).reshape(shape)
+        m = gy.size // gy.shape[1]
+        upstream = gx if self.relu else gy  # the gradient of the BN's output
+        a, b = (ggamma / -m).reshape(shape), (gbeta / m).reshape(shape)
+
+        def run(g, h, up, t):  # one run of images: t is the scratch, in cache
+            xp.multiply(h, a, out=t)
+            t -= b
+            t += up
+            xp.multiply(t, scale, out=g)
+
+        def input_grad(part):  # gx = scale * (gy - (gbeta + xhat * ggamma) / m)
+            g, h, up = gx[part], xhat[part], upstream[part]
             if not self.training:  # constant statistics: gx = scale * gy
-                xp.multiply(gy[part], scale, out=g)
+                xp.multiply(up, scale, out=g)
                 return
-            xp.multiply(xhat[part], (ggamma / -m).reshape(shape), out=g)
-            g -= (gbeta / m).reshape(shape)
-            g += gy[part]
-            g *= scale
+            t = xp.empty((min(len(g), _run_length(g)),) + g.shape[1:], dtype=g.dtype)
+            _in_runs(lambda g, h, up: run(g, h, up, t[:len(g)]), g, h, up)
         map_batch_parts(input_grad, gy)
         return gx, ggamma, gbeta
 
@@ -143,13 +191,14 @@ class BatchNorm(Function):
 
 
 def batch_norm(x: Tensor, gamma: Tensor, beta: Tensor, running_mean: Any, running_var: Any,
-               training: bool = True, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+               training: bool = True, momentum: float = 0.1, eps: float = 1e-5,
+               relu: bool = False) -> Tensor:
     """Batch normalisation of ``x`` (N, C) or (N, C, H, W) per channel; ``gamma``, ``beta`` (C,).
 
     ``running_mean`` and ``running_var`` (C,) are updated in place in training mode and used in
     eval mode. Pass them as Tensors (their ``.data`` is updated; no gradient flows to them) or as
     raw arrays on the input's device; ``None`` for both means no running statistics (training
-    mode only).
+    mode only). ``relu=True``: ``relu`` of the result, as one op (:func:`batch_norm_relu`).
     """
     if (running_mean is None) != (running_var is None):
         raise ValueError("batch_norm: give both running_mean and running_var, or neither")
@@ -159,4 +208,12 @@ def batch_norm(x: Tensor, gamma: Tensor, beta: Tensor, running_mean: Any, runnin
             raise TypeError(f"batch_norm: {name} must be a Tensor or an array (updated in place), "
                             f"got {type(r).__name__}")
     mean_data, var_data = stats
-    return BatchNorm(mean_data, var_data, training, momentum, eps)(x, gamma, beta)
+    return BatchNorm(mean_data, var_data, training, momentum, eps, relu)(x, gamma, beta)
+
+
+def batch_norm_relu(x: Tensor, gamma: Tensor, beta: Tensor, running_mean: Any, running_var: Any,
+                    training: bool = True, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """``relu(batch_norm(x, ...))`` as one op (see :class:`BatchNorm`, fused with a ReLU): the
+    same values and gradients, fewer arrays and passes over memory."""
+    return batch_norm(x, gamma, beta, running_mean, running_var, training, momentum, eps,
+                      relu=True)

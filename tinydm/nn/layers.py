@@ -86,9 +86,11 @@ class BatchNorm2d(Module):
         self.register_buffer("running_mean", Tensor(_zeros(num_features)))
         self.register_buffer("running_var", Tensor(_zeros(num_features) + 1))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, relu: bool = False) -> Tensor:
+        """``relu=True``: ``relu`` of the result, as one op (``F.batch_norm_relu``)."""
         return F.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var,
-                            training=self.training, momentum=self.momentum, eps=self.eps)
+                            training=self.training, momentum=self.momentum, eps=self.eps,
+                            relu=relu)
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"

@@ -56,7 +56,7 @@ class BasicBlock(Module):
             self.downsample = None
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn1(self.conv1(x), relu=True)  # relu(bn1(...)) as one op
         out = self.bn2(self.conv2(out))
         return F.relu(out + self.shortcut(x))
 
@@ -99,7 +99,7 @@ class ResNetCIFAR(Module):
         self.fc = Linear(64, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.bn1(self.conv1(x), relu=True)
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(F.global_avg_pool2d(x))
 

@@ -91,7 +91,7 @@ def fig1b(lam=0.5, beta=8.0, q=edf.GCE_Q, style="paper"):
     return fig
 
 
-def _zoo_mode(name, **params):
+def zoo_mode(name, **params):
     """:func:`unique_mode`, and where that has no closed form but ``w`` is unimodal (focal's
     transcendental equation), the numerical :func:`tinydm.edf.emphasis_mode`."""
     psi = unique_mode(name, **params)
@@ -121,7 +121,7 @@ def zoo_edfs(lams=(0.25, 1.0, 2.0), beta=8.0, q=edf.GCE_Q, zoo=ZOO, style="paper
          "The loss zoo: $w(p)=-L'(p)\\,p\\,2(1-p)$"),
     )
     for ax, curves, title in panels:
-        _edf_curves(ax, curves, mode=_zoo_mode, psi_in_label=True)
+        _edf_curves(ax, curves, mode=zoo_mode, psi_in_label=True)
         ax.set_title(title)
     top = max(line.get_ydata().max() for ax in (left, right) for line in ax.lines)
     for ax in (left, right):

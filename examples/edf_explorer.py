@@ -1,6 +1,9 @@
 """Write the EDF explorer: one self-contained HTML page with sliders for DM's lambda and beta and
-GCE's q, showing the emphasis density functions of CCE, MAE, MSE, GCE and DM (Eq. 6-12), DM's
-emphasis mode psi and the weights of a sample batch. It works offline: open it in any browser.
+GCE's q, and a choice of one loss of the zoo (focal, Poly-1, Taylor CE, reverse CE, partially
+Huberised CE) with a slider for its parameter, showing the emphasis density functions of CCE,
+MAE, MSE, GCE, DM (Eq. 6-12) and the zoo loss, their emphasis modes psi and the weights of a
+sample batch. It works offline: open it in any browser (edf.html#zoo=focal opens with focal
+loss chosen).
 
     python examples/edf_explorer.py --out edf.html
     python examples/edf_explorer.py --out edf.html --lam-max 2 --lam-step 0.05 --batch-size 256

@@ -6,7 +6,8 @@
     python examples/plot_edf.py --lam 1 --beta 16 --figures edf_fig1b edf_batch_weights
 
 Figures (see tinydm/plot/edf.py): edf_fig1b (the paper's Figure 1b), edf_dm_vs_lam, edf_dm_vs_beta,
-edf_variants (Eq. 9-11), edf_batch_weights (the gradient each example of a real batch receives).
+edf_variants (Eq. 9-11), edf_zoo (the paper's losses and the loss zoo), edf_batch_weights (the
+gradient each example of a real batch receives).
 """
 
 import argparse

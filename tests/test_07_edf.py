@@ -177,7 +177,7 @@ def test_plot_edf_writes_the_standard_figures(tmp_path):
     pytest.importorskip("matplotlib")
     from tinydm import plot
     # drawing dominates the time (~1 s a figure): build every figure, write two of them
-    for make in (plot.fig1b, plot.dm_vs_lam, plot.dm_vs_beta, plot.edf_variants):
+    for make in (plot.fig1b, plot.dm_vs_lam, plot.dm_vs_beta, plot.edf_variants, plot.zoo_edfs):
         assert len(make().axes) >= 1
     paths = plot.standard_set(tmp_path, formats=("png", "pdf"), batch_size=32, dpi=50,
                               names=("edf_fig1b", "edf_batch_weights"))
@@ -186,6 +186,22 @@ def test_plot_edf_writes_the_standard_figures(tmp_path):
     assert all(p.stat().st_size > 5_000 for p in paths)
     with pytest.raises(ValueError, match="unknown figure"):
         plot.standard_set(tmp_path, names=("fig9",))
+
+
+def test_the_zoo_figure_draws_every_edf_with_its_mode():
+    """plot.zoo_edfs: the paper's losses and DM left, the zoo right; each curve's dot at its
+    emphasis mode, focal's found numerically (it has no closed form)."""
+    pytest.importorskip("matplotlib")
+    from tinydm import plot
+    fig = plot.zoo_edfs(lams=(0.5, 1.0), beta=8)
+    left, right = fig.axes[:2]
+    labels = [t.get_text() for t in right.get_legend().get_texts()]
+    assert [t.split(" ")[0].rstrip(",") for t in labels] == [
+        "CCE", "Focal", "Poly-1", "Taylor", "RCE", "PHuber-CE"]
+    assert "psi=0.058" in labels[1]
+    dots = {tuple(np.round(line.get_xdata(), 4)) for line in right.lines if line.get_marker() == "o"}
+    assert (round(edf.emphasis_mode("focal", gamma=2), 4),) in dots and (0.25,) in dots
+    assert len([line for line in left.lines if line.get_marker() == "o"]) == 6
 
 
 def test_the_figures_mark_psi_only_where_it_is_unique():

@@ -62,6 +62,22 @@ def test_the_page_holds_tinydms_curves_modes_and_batch_weights(tmp_path, batch):
     np.testing.assert_allclose(shares[2, 0], losses.details(loss)["normalised_weights"].numpy(),
                                rtol=1e-6)
     assert data["batch"]["noisy"] == noisy.tolist()
+    # the zoo: each loss's densities over its parameter grid, its modes (focal's numerical)
+    zoo = data["zoo"]
+    assert list(zoo) == ["focal", "poly1", "taylor", "rce", "phuber"]
+    focal = zoo["focal"]
+    assert focal["param"] == "gamma" and focal["values"][focal["start"]] == 2.0
+    curves = floats(focal["density"]).reshape(len(focal["values"]), 21)
+    np.testing.assert_allclose(curves[focal["start"]], edf.density("focal", p, gamma=2.0),
+                               rtol=1e-6)
+    assert focal["psi"][focal["start"]] == pytest.approx(0.0578, abs=1e-4)
+    assert focal["psi"][0] == 0.0  # gamma = 0 is CCE
+    poly1 = zoo["poly1"]
+    k = poly1["values"].index(2.0)
+    assert poly1["psi"][k] == 0.25 and poly1["values"][poly1["start"]] == 1.0
+    np.testing.assert_allclose(floats(poly1["density"]).reshape(-1, 21)[k],
+                               edf.density("poly1", p, epsilon=2.0), rtol=1e-6)
+    assert zoo["phuber"]["psi"][zoo["phuber"]["values"].index(10.0)] == 0.1
     assert data["batch"]["about"] == (f"24 examples, {noisy.sum()} of them ({noisy.mean():.0%}) "
                                       "with a wrong label; a toy </script> batch")
     # one script element, and the "</script>" in the data did not end it early
@@ -86,6 +102,10 @@ def test_bad_grids_and_start_values_are_named(batch):
         explorer.tables(lams=(1.0, 0.5), batch=batch)
     with pytest.raises(ValueError, match="start value beta=5 is not on the beta grid"):
         explorer.tables(**{**SMALL, "start": (0.5, 5.0, 0.7)}, batch=batch)
+    with pytest.raises(ValueError, match="start value focal's gamma=2 is not on"):
+        explorer.tables(**SMALL, batch=batch, zoo={"focal": ("gamma", (0.0, 1.0))})
+    with pytest.raises(ValueError, match="t \\(the Taylor order\\) must be an integer"):
+        explorer.tables(**SMALL, batch=batch, zoo={"taylor": ("t", (1.5, 2.0))})
     with pytest.raises(ValueError, match="q must be in \\(0, 1\\]"):
         explorer.tables(**{**SMALL, "qs": (0.5, 1.5), "start": (0.5, 8.0, 0.5)}, batch=batch)
 
@@ -144,3 +164,27 @@ def test_the_page_renders_in_chromium_and_the_sliders_move_curve_and_psi(tmp_pat
 
         browser.press("#q", "right")                        # GCE's q 0.7 -> 1 (MAE's shape)
         assert browser.run(state)["gce"] != start["gce"]
+
+        zoo = """return {curve: (document.getElementById('curve-zoo') || {getAttribute: () => null})
+                                .getAttribute('d'),
+                         legend: (document.getElementById('legend-zoo') || {}).textContent,
+                         slider: document.getElementById('zoo-param-label').style.visibility,
+                         error: document.getElementById('error').textContent};"""
+        assert browser.run(zoo) == {"curve": None, "legend": None, "slider": "hidden", "error": ""}
+        browser.run("const s = document.getElementById('zoo'); s.value = 'focal';"
+                    "s.dispatchEvent(new Event('change'));")
+        focal = browser.run(zoo)
+        assert focal["slider"] == "visible" and focal["error"] == ""
+        assert focal["legend"] == "Focal (γ=2): ψ=0.06" and focal["curve"].count("L") == 20
+        browser.press("#zoo-param", "right")                # gamma 2 -> 2.25
+        moved = browser.run(zoo)
+        assert moved["legend"].startswith("Focal (γ=2.25)") and moved["curve"] != focal["curve"]
+        browser.run("const s = document.getElementById('zoo'); s.value = 'phuber';"
+                    "s.dispatchEvent(new Event('change'));")
+        assert browser.run(zoo)["legend"] == "PHuber-CE (τ=10): ψ=0.10"
+        assert browser.run(state)["dm"] == negative["dm"]  # DM's curve did not move
+
+    with Browser() as browser:                              # the address chooses a zoo loss
+        browser.open(str(path) + "#zoo=taylor")
+        legend = browser.run("return document.getElementById('legend-zoo').textContent;")
+        assert legend == "Taylor CE (t=2): ψ=0.42"

@@ -19,8 +19,8 @@ NOTEBOOKS = sorted(LECTURES.glob("*.ipynb"))
 SMALL = {"04-dm-at-work.ipynb": "use_imdb = False\niterations = 300\ntrain_size = 1500"}
 
 
-def test_there_are_four_lectures():
-    assert [p.name[:3] for p in NOTEBOOKS] == ["01-", "02-", "03-", "04-"]
+def test_there_are_five_lectures():
+    assert [p.name[:3] for p in NOTEBOOKS] == ["01-", "02-", "03-", "04-", "05-"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -22,7 +22,7 @@ from .cifar import (cifar_accuracy, cifar_ess, cifar_noise_rates, cifar_p_i, cif
 from .collapse import (collapse_cifar, collapse_feedback, collapse_remedies, collapse_rescue,
                        collapse_seeds)
 from .edf import (STANDARD_FIGURES, batch_weights, dm_vs_beta, dm_vs_lam, edf_variants, fig1b,
-                  standard_set)
+                  standard_set, zoo_edfs)
 from .imdb import imdb_curves, imdb_vs_paper, method_style
 from .style import COLOURS, FORMATS, SLIDE_SIZE, STYLES, label, save
 from .sweep import sweep_heatmap

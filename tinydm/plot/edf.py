@@ -9,6 +9,8 @@ object-oriented API (no ``pyplot``: no global state, any backend, safe in script
 * ``edf_dm_vs_lam``     DM for several ``lam`` at a fixed ``beta`` (the emphasis mode moves);
 * ``edf_dm_vs_beta``    DM for several ``beta`` at a fixed ``lam`` (the emphasis spread changes);
 * ``edf_variants``      the normal, exponential and beta-distribution variants (Eq. 9-11);
+* ``edf_zoo``           the EDFs of the paper's losses and of the loss zoo (tinydm/losses/zoo.py)
+  side by side, with their emphasis modes;
 * ``edf_batch_weights`` the share of a real batch's gradient each example receives under each
   scheme, read from the loss nodes' backward on the logits of a small trained model.
 
@@ -25,7 +27,15 @@ from .style import (COLOURS, DENSITY_LABEL, FORMATS, P_LABEL, as_names, figure, 
                     legend_right, save, styled)
 
 STANDARD_FIGURES = ("edf_fig1b", "edf_dm_vs_lam", "edf_dm_vs_beta", "edf_variants",
-                    "edf_batch_weights")
+                    "edf_zoo", "edf_batch_weights")
+# The zoo's display names, default panel parameters and colours (Okabe-Ito; RCE is MAE's shape,
+# so it takes MAE's colour, dashed)
+ZOO_NAMES = {"focal": "Focal", "poly1": "Poly-1", "taylor": "Taylor CE", "rce": "RCE",
+             "phuber": "PHuber-CE"}
+ZOO = (("focal", {"gamma": 2.0}), ("poly1", {"epsilon": 2.0}), ("taylor", {"t": 2.0}),
+       ("rce", {"A": -4.0}), ("phuber", {"tau": 10.0}))
+ZOO_STYLE = {"focal": ("#56B4E9", "-"), "poly1": ("#0072B2", "-"), "taylor": ("#009E73", "-"),
+             "rce": ("#E69F00", "--"), "phuber": ("#000000", "-")}
 
 
 def unique_mode(name, **params):
@@ -40,13 +50,16 @@ def unique_mode(name, **params):
         return None
 
 
-def _edf_curves(ax, curves):
-    """Draw normalised EDFs ``[(name, params, colour, label), ...]``; a dot marks each emphasis
-    mode where it is unique (:func:`unique_mode`)."""
+def _edf_curves(ax, curves, mode=unique_mode, psi_in_label=False):
+    """Draw normalised EDFs ``[(name, params, colour, label[, linestyle]), ...]``; a dot marks
+    each emphasis mode ``mode(name, **params)`` where it is not None (:func:`unique_mode`), and
+    with ``psi_in_label`` the legend says its value."""
     p = np.linspace(0.0, 1.0, 801)
-    for name, params, colour, text in curves:
-        ax.plot(p, edf.density(name, p, **params), color=colour, label=text)
-        psi = unique_mode(name, **params)
+    for name, params, colour, text, *ls in curves:
+        psi = mode(name, **params)
+        if psi_in_label and psi is not None:
+            text += f",  $\\psi={psi:.2g}$"
+        ax.plot(p, edf.density(name, p, **params), color=colour, ls=(ls or ["-"])[0], label=text)
         if psi is not None:
             ax.plot([psi], edf.density(name, [psi], **params), "o", color=colour, ms=7,
                     zorder=3)
@@ -75,6 +88,46 @@ def fig1b(lam=0.5, beta=8.0, q=edf.GCE_Q, style="paper"):
     _edf_curves(ax, curves)
     ax.set_title("Emphasis density functions: common losses and DM")
     legend_right(ax)
+    return fig
+
+
+def zoo_mode(name, **params):
+    """:func:`unique_mode`, and where that has no closed form but ``w`` is unimodal (focal's
+    transcendental equation), the numerical :func:`tinydm.edf.emphasis_mode`."""
+    psi = unique_mode(name, **params)
+    if psi is None and name == "focal":
+        psi = edf.emphasis_mode(name, **params)
+    return psi
+
+
+@styled
+def zoo_edfs(lams=(0.25, 1.0, 2.0), beta=8.0, q=edf.GCE_Q, zoo=ZOO, style="paper"):
+    """Every loss of ``p_i`` is a weighting scheme: left, the EDFs (Eq. 8) of the paper's CCE,
+    MAE, MSE, GCE and DM at several ``lam``; right, those of the loss zoo (focal, Poly-1, Taylor
+    CE, reverse CE, partially Huberised CE, ``w = -L'(p) p 2(1-p)``) with CCE for reference;
+    dots at the emphasis modes (focal's found numerically). The two panels share the y axis."""
+    fig = figure(14.0, 4.8, style=style)
+    left = fig.add_subplot(1, 2, 1)
+    right = fig.add_subplot(1, 2, 2, sharey=left)
+    dm_shades = matplotlib.colormaps["Oranges"](np.linspace(0.55, 0.95, len(lams)))
+    panels = (
+        (left, [(n, prm, COLOURS[n], label(n, **prm))
+                for n, prm in (("cce", {}), ("mae", {}), ("mse", {}), ("gce", {"q": q}))]
+         + [("dm", {"lam": lam, "beta": beta}, c, label("dm", lam=lam, beta=beta))
+            for lam, c in zip(lams, dm_shades)], "The paper's losses and DM"),
+        (right, [("cce", {}, COLOURS["cce"], "CCE", ":")]
+         + [(n, prm, ZOO_STYLE[n][0], ZOO_NAMES[n] + label("", **prm), ZOO_STYLE[n][1])
+            for n, prm in zoo],
+         "The loss zoo: $w(p)=-L'(p)\\,p\\,2(1-p)$"),
+    )
+    for ax, curves, title in panels:
+        _edf_curves(ax, curves, mode=zoo_mode, psi_in_label=True)
+        ax.set_title(title)
+    top = max(line.get_ydata().max() for ax in (left, right) for line in ax.lines)
+    for ax in (left, right):
+        ax.set_ylim(0, 1.5 * top)  # room above the curves for the legend
+        ax.legend(loc="upper right", fontsize="small", ncols=2)
+    right.set_ylabel("")
     return fig
 
 
@@ -216,6 +269,7 @@ def standard_set(out_dir, formats=FORMATS, lam=0.5, beta=8.0, q=edf.GCE_Q,
         "edf_dm_vs_lam": lambda: dm_vs_lam(lams=lams, beta=beta, style=style),
         "edf_dm_vs_beta": lambda: dm_vs_beta(betas=betas, lam=lam, style=style),
         "edf_variants": lambda: edf_variants(style=style),
+        "edf_zoo": lambda: zoo_edfs(beta=beta, q=q, style=style),
         "edf_batch_weights": lambda: batch_weights(
             *toy_batch(n=batch_size, noise=noise, seed=seed), lam=lam, beta=beta, q=q,
             style=style),

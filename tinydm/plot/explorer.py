@@ -1,8 +1,11 @@
 """The EDF explorer: one self-contained HTML page with sliders for DM's ``lam`` and ``beta`` and
-GCE's ``q`` (``examples/edf_explorer.py`` writes it).
+GCE's ``q`` (``examples/edf_explorer.py`` writes it), and a choice of one loss of the zoo
+(tinydm/losses/zoo.py: focal, Poly-1, Taylor CE, reverse CE, partially Huberised CE) with a slider
+for its parameter.
 
-The page shows the normalised emphasis density functions (Eq. 8) of CCE, MAE, MSE, GCE (Eq. 6)
-and DM (Eq. 12) with their emphasis modes ``psi`` (Definition 1), and the share of a sample
+The page shows the normalised emphasis density functions (Eq. 8) of CCE, MAE, MSE, GCE (Eq. 6),
+DM (Eq. 12) and the chosen zoo loss with their emphasis modes ``psi`` (Definition 1; focal's
+found numerically), and the share of a sample
 batch's gradient that each of its examples receives under DM and under CCE-DN. No formula is
 written twice: every number on the page is computed here, once, by :mod:`tinydm.edf` and the
 loss nodes of :mod:`tinydm.losses`, on a grid of parameter values, and embedded in the page as
@@ -10,7 +13,9 @@ float32 arrays. The page's script only looks the curves up and draws them; it ne
 no network and no library, so it works offline (a lecture hall, a laptop on a train).
 
 Size: ``len(lams) * len(betas) * (grid + batch size)`` float32 values (the defaults: 31 x 41 x
-(101 + 128), about 1.2 MB, 1.6 MB as text).
+(101 + 128), about 1.2 MB, 1.6 MB as text), plus ``grid`` values per zoo parameter value.
+The page opens with a zoo loss chosen when its address ends in ``#zoo=NAME``
+(``edf.html#zoo=focal``).
 """
 
 import base64
@@ -26,12 +31,21 @@ from .. import edf, losses
 from ..experiments.toy import toy_batch
 from ..files import atomic_open
 from ..tensor import Tensor
-from .edf import unique_mode
+from .edf import ZOO_NAMES, ZOO_STYLE, unique_mode, zoo_mode
 from .style import COLOURS
 
 LAMS = tuple(np.round(np.arange(0.0, 3.0001, 0.1), 10))      # psi = lam / (lam + 1) in [0, 0.75]
 BETAS = tuple(np.round(np.arange(-10.0, 30.0001, 1.0), 10))
 QS = tuple(np.round(np.arange(0.05, 1.0001, 0.05), 10))       # GCE: q in (0, 1] (Eq. 4)
+# The zoo's parameter grids (each within its loss's range, its default on the grid)
+ZOO_GRIDS = {
+    "focal": ("gamma", tuple(np.round(np.arange(0.0, 5.0001, 0.25), 10))),
+    "poly1": ("epsilon", tuple(np.round(np.arange(-1.0, 10.0001, 0.5), 10))),
+    "taylor": ("t", tuple(float(t) for t in range(1, 21))),
+    "rce": ("A", tuple(np.round(np.arange(-10.0, -0.4999, 0.5), 10))),
+    "phuber": ("tau", tuple(float(t) for t in range(1, 21))),
+}
+ZOO_SYMBOLS = {"gamma": "γ", "epsilon": "ε", "t": "t", "A": "A", "tau": "τ"}
 TOY_BATCH = "logits of a linear classifier trained with CCE on noisy labels"  # toy_batch's
 
 
@@ -50,8 +64,27 @@ def _index(values, default, name):
     return k
 
 
+def _zoo_tables(zoo, p):
+    """Each zoo loss's densities and modes over its parameter grid, and the slider's start (the
+    loss's default parameter)."""
+    out = {}
+    for name, (param, values) in zoo.items():
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim != 1 or values.size == 0 or np.any(np.diff(values) <= 0):
+            raise ValueError(f"edf explorer: the {name} grid of {param} must be a non-empty "
+                             f"increasing sequence, got {values.tolist()}")
+        out[name] = {
+            "label": ZOO_NAMES[name], "param": param, "symbol": ZOO_SYMBOLS[param],
+            "values": values.tolist(), "colour": ZOO_STYLE[name][0],
+            "start": _index(values, edf.EDFS[name].params[param], f"{name}'s {param}"),
+            "density": _f32([edf.density(name, p, **{param: v}) for v in values]),
+            "psi": [zoo_mode(name, **{param: v}) for v in values],
+        }
+    return out
+
+
 def tables(lams=LAMS, betas=BETAS, qs=QS, grid=101, batch=None, batch_about=None,
-           start=(0.5, 8.0, 0.7)):
+           start=(0.5, 8.0, 0.7), zoo=ZOO_GRIDS):
     """Everything the page draws, computed by tinydm, as a JSON-ready dict.
 
     ``lams``, ``betas``, ``qs``: the slider positions (increasing); ``grid``: points on
@@ -96,6 +129,7 @@ def tables(lams=LAMS, betas=BETAS, qs=QS, grid=101, batch=None, batch_about=None
         "start": [_index(lams, start[0], "lam"), _index(betas, start[1], "beta"),
                   _index(qs, start[2], "q")],
         "fixed": fixed, "gce": gce, "dm": {"density": _f32(density), "psi": psi},
+        "zoo": _zoo_tables(dict(zoo), p),
         "batch": {"p_i": _f32(cce_dn["p_i"].numpy()), "noisy": noisy.tolist(),
                   "dm": _f32(shares), "cce_dn": _f32(cce_dn["normalised_weights"].numpy()),
                   "about": f"{noisy.size} examples, {noisy.sum()} of them ({noisy.mean():.0%}) "
@@ -104,7 +138,7 @@ def tables(lams=LAMS, betas=BETAS, qs=QS, grid=101, batch=None, batch_about=None
     }
 
 
-def render(data, title="Emphasis density functions: CCE, MAE, MSE, GCE and DM"):
+def render(data, title="Emphasis density functions: CCE, MAE, MSE, GCE, DM and the loss zoo"):
     """The page: :data:`PAGE` with ``data`` (from :func:`tables`) embedded as JSON."""
     # "</" cannot end the script element early once written as "<\/" (valid JSON, same string)
     payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
@@ -149,7 +183,7 @@ PAGE = r"""<!DOCTYPE html>
 <h1>@TITLE@</h1>
 <p class="note">Each curve is a weighting function <i>w</i>(<i>p<sub>i</sub></i>), the L1 norm of
 an example's gradient as a function of the probability <i>p<sub>i</sub></i> the model gives its
-label (Eq. 6, 12), scaled to unit area over [0, 1] (Eq. 8); dots mark the emphasis modes ψ.
+label (Eq. 6, 12; a zoo loss <i>L</i>(<i>p<sub>i</sub></i>) has <i>w</i> = −<i>L</i>′(<i>p</i>) <i>p</i> 2(1 − <i>p</i>), dashed), scaled to unit area over [0, 1] (Eq. 8); dots mark the emphasis modes ψ.
 Right: the share of one batch's gradient each of its examples receives (<span
 id="batch-about"></span>). Every number was computed by tinydm and stored in this page; it needs
 no network.</p>
@@ -158,6 +192,8 @@ no network.</p>
   <label>λ <input id="lam" type="range" min="0" step="1"> <span class="value" id="lam-value"></span></label>
   <label>β <input id="beta" type="range" min="0" step="1"> <span class="value" id="beta-value"></span></label>
   <label>GCE's q <input id="q" type="range" min="0" step="1"> <span class="value" id="q-value"></span></label>
+  <label>zoo loss <select id="zoo"><option value="">none</option></select></label>
+  <label id="zoo-param-label"><span id="zoo-symbol"></span> <input id="zoo-param" type="range" min="0" step="1"> <span class="value" id="zoo-value"></span></label>
   <span id="psi"></span>
 </div>
 <div class="panels">
@@ -180,6 +216,8 @@ const P = floats(DATA.p), G = P.length;
 const FIXED = {};
 for (const k of ["cce", "mae", "mse"]) FIXED[k] = floats(DATA.fixed[k].density);
 const GCE = floats(DATA.gce.density), DM = floats(DATA.dm.density);
+const ZOO = {};
+for (const [name, z] of Object.entries(DATA.zoo)) ZOO[name] = floats(z.density);
 const B = DATA.batch, BP = floats(B.p_i), BN = BP.length;
 const BDM = floats(B.dm), BCCE = floats(B.cce_dn);
 document.getElementById("batch-about").textContent = B.about;
@@ -237,6 +275,31 @@ for (const [name, values, start] of [["lam", DATA.lams, DATA.start[0]],
   input.addEventListener("input", draw);
   sliders[name] = {input, values};
 }
+const zooSelect = document.getElementById("zoo"), zooParam = document.getElementById("zoo-param");
+const zooPositions = {};
+for (const [name, z] of Object.entries(DATA.zoo)) {
+  const option = document.createElement("option");   // an HTML element, not an SVG one (el)
+  option.value = name;
+  option.textContent = z.label;
+  zooSelect.appendChild(option);
+  zooPositions[name] = z.start;
+}
+const wanted = (location.hash.match(/zoo=([a-z0-9]+)/) || [])[1];
+if (wanted && DATA.zoo[wanted]) zooSelect.value = wanted;
+function showZooSlider() {
+  const name = zooSelect.value, z = DATA.zoo[name];
+  document.getElementById("zoo-param-label").style.visibility = z ? "visible" : "hidden";
+  if (!z) return;
+  document.getElementById("zoo-symbol").textContent = z.symbol;
+  zooParam.max = z.values.length - 1;
+  zooParam.value = zooPositions[name];
+}
+zooSelect.addEventListener("change", () => { showZooSlider(); draw(); });
+zooParam.addEventListener("input", () => {
+  if (zooSelect.value) zooPositions[zooSelect.value] = +zooParam.value;
+  draw();
+});
+showZooSlider();
 function position(name) { return +sliders[name].input.value; }
 function value(name) { return sliders[name].values[position(name)]; }
 
@@ -254,20 +317,30 @@ function draw() {
     ["dm", `DM (λ=${+lam.toFixed(2)}, β=${+beta.toFixed(2)})`,
      DM.subarray(combo * G, (combo + 1) * G), DATA.dm.psi[combo]],
   ];
+  const zooName = zooSelect.value, zoo = DATA.zoo[zooName];
+  if (zoo) {
+    const m = zooPositions[zooName], v = zoo.values[m];
+    document.getElementById("zoo-value").textContent = +v.toFixed(2);
+    curves.push(["zoo", `${zoo.label} (${zoo.symbol}=${+v.toFixed(2)})`,
+                 ZOO[zooName].subarray(m * G, (m + 1) * G), zoo.psi[m], zoo.colour]);
+  }
   let top = 0;
   for (const c of curves) for (const v of c[2]) if (isFinite(v)) top = Math.max(top, v);
   const svg = document.getElementById("edf");
   const ax = axes(svg, niceMax(1.05 * top), "p\u1d62 (probability of the labelled class)",
                   "emphasis density h(p\u1d62)  (Eq. 8)");
-  curves.forEach(([key, label, ys, psi], n) => {
-    line(svg, ax, P, ys, DATA.colours[key], "curve-" + key);
+  curves.forEach(([key, label, ys, psi, colour], n) => {
+    colour = colour || DATA.colours[key];
+    const dash = key === "zoo" ? {"stroke-dasharray": "7 4"} : {};
+    line(svg, ax, P, ys, colour, "curve-" + key, dash);
     if (psi !== null)
-      el(svg, "circle", {cx: ax.X(psi), cy: ax.Y(at(ys, psi)), r: 5.5, fill: DATA.colours[key],
+      el(svg, "circle", {cx: ax.X(psi), cy: ax.Y(at(ys, psi)), r: 5.5, fill: colour,
                          id: "psi-" + key});
     const y = 30 + 21 * n;
-    el(svg, "line", {x1: 380, x2: 408, y1: y - 5, y2: y - 5, stroke: DATA.colours[key],
-                     "stroke-width": 3});
-    el(svg, "text", {x: 414, y}, `${label}: ψ=${psi === null ? "none" : psi.toFixed(2)}`);
+    el(svg, "line", Object.assign({x1: 380, x2: 408, y1: y - 5, y2: y - 5, stroke: colour,
+                                   "stroke-width": 3}, dash));
+    el(svg, "text", Object.assign({x: 414, y}, key === "zoo" ? {id: "legend-zoo"} : {}),
+       `${label}: ψ=${psi === null ? "none" : psi.toFixed(2)}`);
   });
   const psi = DATA.dm.psi[combo];
   document.getElementById("psi").textContent = "DM's emphasis mode ψ = " + (psi === null

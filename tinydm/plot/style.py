@@ -48,7 +48,8 @@ DENSITY_LABEL = r"emphasis density $h(p_i)$  (Eq. 8)"
 def label(name, **params):
     """A legend label: the scheme's name and its parameters in the paper's symbols."""
     symbols = {"lam": r"\lambda", "beta": r"\beta", "psi": r"\psi", "alpha": r"\alpha",
-               "eta": r"\eta", "q": "q"}
+               "eta": r"\eta", "q": "q", "gamma": r"\gamma", "epsilon": r"\epsilon", "t": "t",
+               "A": "A", "tau": r"\tau"}
     args = ", ".join(f"${symbols[k]}={v:g}$" for k, v in params.items())
     return name.upper() + (f" ({args})" if args else "")
 

@@ -183,7 +183,9 @@ PAGE = r"""<!DOCTYPE html>
 <h1>@TITLE@</h1>
 <p class="note">Each curve is a weighting function <i>w</i>(<i>p<sub>i</sub></i>), the L1 norm of
 an example's gradient as a function of the probability <i>p<sub>i</sub></i> the model gives its
-label (Eq. 6, 12; a zoo loss <i>L</i>(<i>p<sub>i</sub></i>) has <i>w</i> = −<i>L</i>′(<i>p</i>) <i>p</i> 2(1 − <i>p</i>), dashed), scaled to unit area over [0, 1] (Eq. 8); dots mark the emphasis modes ψ.
+label (Eq. 6, 12; a zoo loss <i>L</i>(<i>p<sub>i</sub></i>) has
+<i>w</i> = −<i>L</i>′(<i>p</i>) <i>p</i> 2(1 − <i>p</i>), dashed), scaled to unit area over
+[0, 1] (Eq. 8); dots mark the emphasis modes ψ.
 Right: the share of one batch's gradient each of its examples receives (<span
 id="batch-about"></span>). Every number was computed by tinydm and stored in this page; it needs
 no network.</p>
@@ -193,7 +195,8 @@ no network.</p>
   <label>β <input id="beta" type="range" min="0" step="1"> <span class="value" id="beta-value"></span></label>
   <label>GCE's q <input id="q" type="range" min="0" step="1"> <span class="value" id="q-value"></span></label>
   <label>zoo loss <select id="zoo"><option value="">none</option></select></label>
-  <label id="zoo-param-label"><span id="zoo-symbol"></span> <input id="zoo-param" type="range" min="0" step="1"> <span class="value" id="zoo-value"></span></label>
+  <label id="zoo-param-label"><span id="zoo-symbol"></span>
+    <input id="zoo-param" type="range" min="0" step="1"> <span class="value" id="zoo-value"></span></label>
   <span id="psi"></span>
 </div>
 <div class="panels">

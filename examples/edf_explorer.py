@@ -15,7 +15,7 @@ import argparse
 
 import numpy as np
 
-from tinydm.experiments.toy import toy_batch
+from tinydm.train import toy_batch
 from tinydm.plot import explorer
 
 

@@ -14,7 +14,7 @@ import pytest
 from chromium import Browser, find_programs
 from conftest import ROOT, checkout_env
 from tinydm import edf, losses
-from tinydm.experiments.toy import toy_batch
+from tinydm.train import toy_batch
 from tinydm.plot import explorer
 from tinydm.tensor import Tensor
 

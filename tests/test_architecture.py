@@ -15,7 +15,7 @@ BASE = {"backend": set(), "files": set(), "tensor": {"backend"},
         "optim": {"backend", "tensor", "nn"}, "checkpoint": {"backend", "files"},
         "data": {"backend", "files"}, "train": {"backend", "tensor", "edf", "losses"},
         "experiments.runner": {"backend", "files", "nn", "train"},
-        "experiments.toy": {"tensor", "losses"}, "exercises": {"tensor", "gradcheck", "losses"}}
+        "exercises": {"tensor", "gradcheck", "losses"}}
 BELOW_EXPERIMENTS = {"backend", "files", "tensor", "functional", "gradcheck", "operators", "edf",
                      "losses", "nn", "optim", "checkpoint", "data", "train",
                      "experiments.runner"}
@@ -24,8 +24,7 @@ ALLOWED = {**BASE,
            "experiments.sweep": BELOW_EXPERIMENTS,
            "experiments": {"experiments.runner", "experiments.imdb", "experiments.cifar",
                            "experiments.sweep"},
-           "plot": {"files", "tensor", "edf", "losses", "train", "experiments.runner",
-                    "experiments.toy"}}
+           "plot": {"files", "tensor", "edf", "losses", "train", "experiments.runner"}}
 
 
 def package_of(parts):

@@ -14,14 +14,14 @@ object-oriented API (no ``pyplot``: no global state, any backend, safe in script
 * ``edf_batch_weights`` the share of a real batch's gradient each example receives under each
   scheme, read from the loss nodes' backward on the logits of a small trained model.
 
-The toy batch of ``edf_batch_weights`` comes from :func:`tinydm.experiments.toy.toy_batch`.
+The toy batch of ``edf_batch_weights`` comes from :func:`tinydm.train.toy_batch`.
 """
 
 import matplotlib
 import numpy as np
 
 from .. import edf, losses
-from ..experiments.toy import toy_batch
+from ..train.toy import toy_batch
 from ..tensor import Tensor
 from .style import (COLOURS, DENSITY_LABEL, FORMATS, P_LABEL, as_names, figure, label,
                     legend_right, save, styled)

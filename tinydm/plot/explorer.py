@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import edf, losses
-from ..experiments.toy import toy_batch
+from ..train.toy import toy_batch
 from ..files import atomic_open
 from ..tensor import Tensor
 from .edf import ZOO_NAMES, ZOO_STYLE, unique_mode, zoo_mode
@@ -89,7 +89,7 @@ def tables(lams=LAMS, betas=BETAS, qs=QS, grid=101, batch=None, batch_about=None
 
     ``lams``, ``betas``, ``qs``: the slider positions (increasing); ``grid``: points on
     ``p in [0, 1]``; ``batch``: ``(logits, labels, noisy)`` of a sample batch (default:
-    :func:`tinydm.experiments.toy.toy_batch` with 128 examples: a linear classifier trained with
+    :func:`tinydm.train.toy_batch` with 128 examples: a linear classifier trained with
     CCE on data with 40% wrong labels); ``batch_about``: where the batch comes from, for the
     page's note beside its size and its share of wrong labels (default: :data:`TOY_BATCH` for
     the default batch, nothing for another); ``start``: the sliders' initial ``(lam, beta, q)``.

@@ -6,8 +6,9 @@ from .diagnostics import (ONE_CLASS, CollapseWatch, EmphasisCollapseWarning, emp
                           one_class, predicted_classes)
 from .loop import Diverged, History, accuracy, class_histogram, fit, predict
 from .schedules import BetaWarmup, Constant, LossSchedule, loss_schedule
+from .toy import toy_batch
 
 __all__ = ["fit", "Diverged", "History", "predict", "accuracy", "class_histogram",
            "emphasis_stats", "CollapseWatch", "EmphasisCollapseWarning", "one_class",
            "predicted_classes", "ONE_CLASS", "LossSchedule", "Constant", "BetaWarmup",
-           "loss_schedule"]
+           "loss_schedule", "toy_batch"]

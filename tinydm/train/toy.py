@@ -1,5 +1,7 @@
-"""A toy experiment: a linear softmax classifier trained on Gaussian blobs with noisy labels,
-whose logits give a realistic batch for the ``edf_batch_weights`` figure (tinydm.plot.edf)."""
+"""A toy training run: a linear softmax classifier trained on Gaussian blobs with noisy labels,
+whose logits give a realistic batch for the ``edf_batch_weights`` figure (tinydm.plot.edf) and
+the EDF explorer. It lives with the training code so that the figures read records and batches
+and run no experiment of their own."""
 
 import numpy as np
 
@@ -27,7 +29,8 @@ def toy_batch(n=256, classes=10, features=16, noise=0.4, train_size=2000, steps=
     for _ in range(steps):
         w.grad = b.grad = None
         losses.cce(xt @ w + b, yt).backward()
-        w.data -= 0.5 * w.grad.data
-        b.data -= 0.5 * b.grad.data
+        for param in (w, b):
+            assert param.grad is not None  # both are in the loss's graph
+            param.data -= 0.5 * param.grad.data
     logits = (x[:n] @ w.numpy() + b.numpy()).astype(np.float32)
     return logits, labels[:n], noisy[:n]

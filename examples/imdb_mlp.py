@@ -58,10 +58,12 @@ def main(argv=None):
                                          for r in imdb.ROWS))
     parser.add_argument("--rows", nargs="+", choices=imdb.ROW_KEYS, default=list(imdb.ROW_KEYS),
                         metavar="ROW", help="rows of Table 5 (default: all five, see below)")
-    parser.add_argument("--methods", nargs="+", choices=imdb.COLUMNS, default=list(imdb.COLUMNS),
+    parser.add_argument("--methods", nargs="+", choices=imdb.ALL_COLUMNS, default=list(imdb.COLUMNS),
                         metavar="METHOD",
                         help=f"columns: the paper's methods and DM with per-class "
-                             f"renormalisation (default: all: {' '.join(imdb.COLUMNS)})")
+                             f"renormalisation (default: all: {' '.join(imdb.COLUMNS)}), or "
+                             f"the loss zoo with its default parameters "
+                             f"({' '.join(imdb.ZOO)})")
     parser.add_argument("--seeds", nargs="+", type=seed_list, default=[list(imdb.SEEDS)],
                         help="seeds or ranges of seeds (123-132); each seeds the noise draw, the "
                              "batch order and the init (default: 123 124 125; 123 is the "

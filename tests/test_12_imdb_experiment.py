@@ -41,9 +41,48 @@ def test_paper_table_and_row_settings():
     with pytest.raises(ValueError, match="unknown row"):
         imdb.make_settings("r0.3", "cce", 1)
     with pytest.raises(ValueError, match="unknown method"):
-        imdb.make_settings("r0", "focal", 1)
+        imdb.make_settings("r0", "sce", 1)
     with pytest.raises(ValueError, match="batch_size"):
         imdb.make_settings("r0", "cce", 1, batch_size=0)
+
+
+def test_zoo_methods_take_their_default_parameters():
+    """The loss zoo as columns: each with tinydm.losses' defaults, no paper number, not in the
+    main job's default columns, and DM's remedies are ignored like for the paper's methods."""
+    assert imdb.ZOO == ("focal", "poly1", "taylor", "rce", "phuber")
+    assert imdb.LOSSES == imdb.METHODS + imdb.ZOO
+    assert not set(imdb.ZOO) & set(imdb.COLUMNS) and set(imdb.ZOO) < set(imdb.ALL_COLUMNS)
+    expected = {"focal": {"gamma": 2.0}, "poly1": {"epsilon": 1.0}, "taylor": {"t": 2.0},
+                "rce": {"A": -4.0}, "phuber": {"tau": 10.0}}
+    for method, params in expected.items():
+        assert imdb.make_settings("pn10", method, 1, per_class=True).loss_params == params
+        assert imdb.column(method) == (method, {})
+        assert imdb.paper_value("r0.4", method) is None
+    settings = imdb.table_settings(rows=["r0.4"], methods=["cce", "focal"], seeds=[1])
+    assert [s.name for s in settings] == ["r0.4/cce_seed1", "r0.4/focal_seed1"]
+    with pytest.raises(ValueError, match="unknown column"):
+        imdb.column("sce")
+
+
+def test_run_table_with_zoo_methods(features, tmp_path):
+    """A tiny table with two zoo columns beside CCE: trained, summarised without a paper number,
+    in the table's order (the paper's columns first), and formatted."""
+    table = imdb.run_table(features, rows=["r0.4"], methods=["phuber", "cce", "focal"],
+                           seeds=[5], out_dir=tmp_path, log=None, **SHORT)
+    assert table.trained == 3
+    assert sorted(p.name for p in (tmp_path / "r0.4").glob("*.json")) == [
+        "cce_seed5.json", "focal_seed5.json", "phuber_seed5.json"]
+    by_method = {c["method"]: c for c in table.summary}
+    assert by_method["focal"]["paper"] is None and by_method["focal"]["diff"] is None
+    assert not by_method["phuber"]["flagged"] and by_method["cce"]["paper"] == 75.5
+    for record in table.records:
+        assert 0.5 < record["summary"]["test_accuracy_final"] <= 1  # learnt something
+    assert read(tmp_path / "r0.4" / "focal_seed5.json")["config"]["loss_params"] == {"gamma": 2.0}
+    rows, columns, _ = imdb.layout(table.summary)
+    assert columns == ["cce", "focal", "phuber"]
+    text = imdb.format_table(table.summary)
+    assert "Focal" in text and "PHuber" in text
+    assert "(-)" in imdb.markdown_table(table.summary)
 
 
 def test_training_sets_follow_the_rows_and_the_seed():
@@ -221,6 +260,11 @@ def test_command_line(features, tmp_path, monkeypatch, capsys):
     assert "2 runs trained, 0 reused" in out and "r = 0.2" in out and "paper" in out
     assert (tmp_path / "r0.2" / "dm_seed9.json").exists()
     assert (tmp_path / "table.md").exists() and (tmp_path / "imdb_curves.png").exists()
+    script.main(["--rows", "r0.2", "--methods", "taylor", "--seeds", "9", "--iterations",
+                 "100", "--batch-size", "50", "--eval-every", "50", "--jobs", "1",
+                 "--out", str(tmp_path / "zoo")])
+    assert "1 runs trained" in capsys.readouterr().out
+    assert (tmp_path / "zoo" / "r0.2" / "taylor_seed9.json").exists()
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # overflow on the way to NaN

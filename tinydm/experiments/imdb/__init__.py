@@ -23,7 +23,9 @@ r = 0 / 0.2 / 0.4, lam 0.3 and beta 6.5 for both imbalanced rows. The test set i
 exactly 50% (the paper's "0.5" cells, :data:`PAPER`).
 The main job's table (:func:`run_table`'s default, :data:`COLUMNS`) has one column beyond the
 paper: DM with per-class renormalisation (``dm+perclass``, docs/emphasis-collapse.md), with no
-paper number beside it.
+paper number beside it. A table may also ask for the loss zoo (:data:`ZOO`: focal, poly1, taylor,
+rce, phuber, tinydm/losses/zoo.py) as columns, each with its own default parameters and no paper
+number (:data:`ALL_COLUMNS`).
 
 Protocol (docs/released-code.md, and the paper's Appendix D, whose solver agrees with it)
 --------------------------------------------------------------------------------------
@@ -92,8 +94,9 @@ table of the remedies and the figures of docs/emphasis-collapse.md.
 
 from .collapse import collapse_course, load_records, markdown_rescue_table, rescue_table
 from .features import NOISE_STREAM, Features, load_features, training_set
-from .protocol import (COLUMNS, EXTRA_COLUMNS, FEATURE_DIM, FLAG_POINTS, METHODS, NUM_CLASSES,
-                       PAPER, ROW_KEYS, ROWS, SEEDS, Row, column, paper_value, row)
+from .protocol import (ALL_COLUMNS, COLUMNS, EXTRA_COLUMNS, FEATURE_DIM, FLAG_POINTS, LOSSES,
+                       METHODS, NUM_CLASSES, PAPER, ROW_KEYS, ROWS, SEEDS, ZOO, Row, column,
+                       paper_value, row)
 from .report import (CURVE_COLUMNS, RESCUE_COLUMNS, TABLE_COLUMNS, per_step_ms, write_curves_csv,
                      write_report, write_rescue_report, write_table_csv)
 from .settings import (NAMED_IN_PATH, REMEDIES, SAMPLERS, RunSettings, folder_settings,

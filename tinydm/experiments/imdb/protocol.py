@@ -45,6 +45,13 @@ EXTRA_COLUMNS = {"dm+perclass": ("dm", {"per_class": True})}
 #: Every column of the main job's table: the paper's methods, then :data:`EXTRA_COLUMNS`. A
 #: column's key is the method and the tag of its remedies (RunSettings.variant).
 COLUMNS = METHODS + tuple(EXTRA_COLUMNS)
+#: The loss zoo (tinydm/losses/zoo.py), with its default parameters: columns beyond the paper's
+#: that a table may ask for (not in the main job's :data:`COLUMNS`; the paper has no number).
+ZOO = ("focal", "poly1", "taylor", "rce", "phuber")
+#: Every method a run may use: the paper's, then the zoo.
+LOSSES = METHODS + ZOO
+#: Every column a table may have: :data:`COLUMNS`, then the zoo.
+ALL_COLUMNS = COLUMNS + ZOO
 
 # Table 5 as printed, in %, columns in the order of METHODS. The paper writes "0.5" for the
 # networks that predict one class for every test review, i.e. 50%.
@@ -65,8 +72,8 @@ def row(key):
 
 
 def paper_value(row_key, method):
-    """Table 5's number for a cell, in %."""
-    return PAPER[row_key][METHODS.index(method)]
+    """Table 5's number for a cell, in %; None for a method the paper does not have (the zoo)."""
+    return PAPER[row_key][METHODS.index(method)] if method in METHODS else None
 
 
 def column(key):
@@ -74,6 +81,6 @@ def column(key):
     ``("dm", {"per_class": True})``; a method is its own column, without remedies)."""
     if key in EXTRA_COLUMNS:
         return EXTRA_COLUMNS[key]
-    if key not in METHODS:
-        raise ValueError(f"imdb: unknown column {key!r}; choose from {', '.join(COLUMNS)}")
+    if key not in LOSSES:
+        raise ValueError(f"imdb: unknown column {key!r}; choose from {', '.join(ALL_COLUMNS)}")
     return key, {}

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ... import losses
 from ...train import schedules
 from ..runner import Settings
-from .protocol import COLUMNS, METHODS, ROW_KEYS, SEEDS, column, row
+from .protocol import COLUMNS, LOSSES, ROW_KEYS, SEEDS, column, row
 
 SAMPLERS = ("shuffle", "balanced")
 #: DM's remedies for emphasis collapse and their "off" values: the loss's own (tinydm.losses.DM)
@@ -50,8 +50,8 @@ class RunSettings(Settings):
 
     def validate(self):
         row(self.row)  # a clear error for an unknown row
-        if self.loss not in METHODS:
-            raise ValueError(f"imdb: unknown method {self.loss!r}; choose from {', '.join(METHODS)}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"imdb: unknown method {self.loss!r}; choose from {', '.join(LOSSES)}")
         self.check_int("seed", minimum=0)
         for name in ("iterations", "batch_size", "eval_every", "log_every", "hidden"):
             self.check_int(name)
@@ -83,7 +83,7 @@ class RunSettings(Settings):
 def make_settings(row_key, method, seed, lam=None, beta=None, warmup=0, ess_floor=0.0,
                   per_class=False, **protocol):
     """The settings of one cell and seed: the paper's loss parameters (the registry's defaults,
-    GCE's q = 0.7; DM's lam and beta of the row unless ``lam``/``beta`` are given), DM's
+    GCE's q = 0.7; the zoo's own defaults; DM's lam and beta of the row unless ``lam``/``beta`` are given), DM's
     remedies ``warmup``, ``ess_floor``, ``per_class`` (:data:`REMEDIES`; only DM has them,
     other methods ignore them) and the protocol's defaults, which ``protocol`` (any other
     :class:`RunSettings` field, ``sampler`` included) overrides."""
@@ -93,7 +93,7 @@ def make_settings(row_key, method, seed, lam=None, beta=None, warmup=0, ess_floo
                   "beta": float(r.beta if beta is None else beta)}
         remedies = {"warmup": warmup, "ess_floor": float(ess_floor), "per_class": bool(per_class)}
         params.update({k: v for k, v in remedies.items() if v != REMEDIES[k]})
-    elif method in METHODS:
+    elif method in LOSSES:
         params = losses.parameters(method)
     else:
         params = {}

@@ -9,11 +9,12 @@ import time
 from dataclasses import dataclass
 
 from ..runner import die_with_parent, mean_std, output_folder
-from .protocol import COLUMNS, FLAG_POINTS, METHODS, ROW_KEYS, SEEDS, paper_value, row
+from .protocol import ALL_COLUMNS, COLUMNS, FLAG_POINTS, METHODS, ROW_KEYS, SEEDS, paper_value, row
 from .training import load_record, run_one
 from .settings import RunSettings, folder_settings, table_settings
 
-METHOD_TITLES = {m: m.upper() for m in METHODS}
+METHOD_TITLES = {**{m: m.upper() for m in METHODS}, "focal": "Focal", "poly1": "Poly-1",
+                 "taylor": "Taylor", "rce": "RCE", "phuber": "PHuber"}
 
 
 @dataclass
@@ -184,11 +185,12 @@ def summarise(records):
 
 def layout(summary):
     """``(rows, columns, {(row, column): cell})`` in the table's order: the columns of
-    :data:`~.protocol.COLUMNS` first, then others (a method with remedies) as first met."""
+    :data:`~.protocol.ALL_COLUMNS` first (the paper's, DM+perclass, the zoo), then others (a
+    method with remedies) as first met."""
     by_cell = {(c["row"], c["column"]): c for c in summary}
     rows = [r for r in ROW_KEYS if any(k[0] == r for k in by_cell)]
     found = list(dict.fromkeys(k[1] for k in by_cell))
-    columns = [c for c in COLUMNS if c in found] + [c for c in found if c not in COLUMNS]
+    columns = [c for c in ALL_COLUMNS if c in found] + [c for c in found if c not in ALL_COLUMNS]
     return rows, columns, by_cell
 
 

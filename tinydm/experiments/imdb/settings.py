@@ -83,8 +83,8 @@ class RunSettings(Settings):
 def make_settings(row_key, method, seed, lam=None, beta=None, warmup=0, ess_floor=0.0,
                   per_class=False, **protocol):
     """The settings of one cell and seed: the paper's loss parameters (the registry's defaults,
-    GCE's q = 0.7; the zoo's own defaults; DM's lam and beta of the row unless ``lam``/``beta`` are given), DM's
-    remedies ``warmup``, ``ess_floor``, ``per_class`` (:data:`REMEDIES`; only DM has them,
+    GCE's q = 0.7; the zoo's own defaults; DM's lam and beta of the row unless ``lam``/``beta``
+    are given), DM's remedies ``warmup``, ``ess_floor``, ``per_class`` (:data:`REMEDIES`; only DM has them,
     other methods ignore them) and the protocol's defaults, which ``protocol`` (any other
     :class:`RunSettings` field, ``sampler`` included) overrides."""
     r = row(row_key)

@@ -159,13 +159,10 @@ def prepare_data(config, dataset=None, human_labels=None):
     g = _generator(config.data_seed, "noise")
     if config.human_noise:
         # real noise has no clean validation split: the held-out images keep their human labels
-        variant = config.noise.split(":")[1]
-        if human_labels is None:
-            human = cifar_n.human_labels(variant, config.data_dir, clean)
-        else:
-            human = cifar_n.check_clean(human_labels, clean)[cifar_n.VARIANTS[variant]]
-        noisy = noise.NoisyLabels(human[keep], human[keep] != train_clean,
-                                  float((human[keep] != train_clean).mean()) if keep.size else 0.0)
+        sets = cifar_n.load(config.data_dir) if human_labels is None else human_labels
+        human = cifar_n.check_clean(sets, clean)[cifar_n.VARIANTS[config.noise.split(":")[1]]]
+        wrong = human[keep] != train_clean
+        noisy = noise.NoisyLabels(human[keep], wrong, float(wrong.mean()) if keep.size else 0.0)
         val_labels = human[val_index]
     elif config.noise == "none" or config.noise_rate == 0:
         noisy = noise.NoisyLabels(train_clean.copy(), np.zeros(train_clean.size, bool), 0.0)

@@ -57,11 +57,10 @@ def _labels(seed, n, classes):
 # --- tinydm ---------------------------------------------------------------------------------------
 def tinydm_step(case, device="cpu"):
     """One training step of a STEP_CASES model in tinydm: zero_grad, forward, loss, backward,
-    SGD update; with the malloc tuning the training examples switch on (tinydm/backend/malloc.py)."""
+    SGD update: a training loop as a user writes it, with the library's defaults."""
     import tinydm
     from tinydm import losses, nn, optim
 
-    tinydm.backend.tune_malloc()
     tinydm.manual_seed(0)
     with tinydm.backend.device(device):
         if case["kind"] == "resnet":
@@ -82,6 +81,25 @@ def tinydm_step(case, device="cpu"):
         loss.backward()
         opt.step()
     return step
+
+
+def tinydm_inference(case, device="cpu"):
+    """A STEP_CASES ResNet's forward pass in eval mode under ``no_grad``: what the CIFAR
+    evaluator runs; None for the MLP (its evaluation is not worth timing)."""
+    import tinydm
+
+    if case["kind"] != "resnet":
+        return None
+    tinydm.manual_seed(0)
+    with tinydm.backend.device(device):
+        model = tinydm.nn.resnet_cifar(case["depth"])
+        x = tinydm.Tensor(_data(1, case["batch"], 3, 32, 32))
+    model.eval()
+
+    def forward():
+        with tinydm.no_grad():
+            model(x)
+    return forward
 
 
 def _layer_op(kind, params, F, T, batch_norm):
@@ -207,6 +225,22 @@ def torch_step(case, device="cpu"):
         loss.backward()
         opt.step()
     return step
+
+
+def torch_inference(case, device="cpu"):
+    """The PyTorch counterpart of :func:`tinydm_inference`, under ``torch.no_grad()``."""
+    import torch
+
+    if case["kind"] != "resnet":
+        return None
+    torch.manual_seed(0)
+    model = _torch_resnet(case["depth"]).to(device).eval()
+    x = torch.from_numpy(_data(1, case["batch"], 3, 32, 32)).to(device)
+
+    def forward():
+        with torch.no_grad():
+            model(x)
+    return forward
 
 
 def torch_op(kind, params, device="cpu"):

@@ -118,19 +118,25 @@ def main(args):
     import numpy  # noqa: F401  (loads OpenBLAS before threadpoolctl looks for it)
     torch = import_torch(args) if args.framework == "torch" else None
     import cases
-    make = {"tinydm": (cases.tinydm_step, cases.tinydm_op),
-            "torch": (cases.torch_step, cases.torch_op)}[args.framework]
+    make = {"tinydm": (cases.tinydm_step, cases.tinydm_op, cases.tinydm_inference),
+            "torch": (cases.torch_step, cases.torch_op, cases.torch_inference)}[args.framework]
     sync = make_sync(args.framework, args.device)
     if args.child == "memory":
         result = memory_sample(make[0](step_case(args, args.case), args.device), args)
-    elif args.child == "step":
+    elif args.child in ("step", "inference", "profile"):
         case = step_case(args, args.case)
-        step = make[0](case, args.device)
+        step = (make[2] if args.child == "inference" else make[0])(case, args.device)
+        timer = gemm_timer() if args.child == "profile" else None
         warm_up(step, args.warmup, min(WARMUP_SECONDS, args.sample_seconds))
-        wait_for_go()
+        if args.child != "profile":
+            wait_for_go()
+        spent = timer() if timer else 0.0
         seconds, steps = time_window(step, sync, args.sample_seconds, args.min_steps)
         result = {"step_seconds": seconds, "steps": steps, "batch": case["batch"],
                   "images_per_second": case["batch"] / seconds}
+        if timer:
+            result["gemm_seconds"] = (timer() - spent) / steps
+            result["gemm_share"] = result["gemm_seconds"] / (seconds * args.threads[0])
     else:
         result = {}
         for name, (kind, params) in selected_ops(args).items():
@@ -140,6 +146,26 @@ def main(args):
                 result[name] = time_window(fn, sync, args.op_seconds, 1)[0]
         result = {"op_seconds": result}
     print(json.dumps({"result": result, "info": child_info(args, torch)}), flush=True)
+
+
+def gemm_timer():
+    """Time every ``numpy.matmul`` call from now on (tinydm's ops make their matrix products
+    through ``xp.matmul``), on whichever thread makes it; returns ``spent()``, the seconds so
+    far summed over the threads: the cores' time in matrix products."""
+    import collections
+
+    import numpy as np
+    durations = collections.deque()  # appends are atomic: worker threads add theirs
+    matmul = np.matmul
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return matmul(*args, **kwargs)
+        finally:
+            durations.append(time.perf_counter() - start)
+    np.matmul = timed
+    return lambda: sum(durations)
 
 
 def selected_ops(args):

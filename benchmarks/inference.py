@@ -25,24 +25,14 @@ THREAD_VARS = ("TINYDM_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", 
 
 def measure_inference(framework, depth, batch, seconds, repeats):
     """Images per second of ``framework``'s ResNet (eval mode) under its no_grad."""
-    import numpy as np
-    x = np.random.default_rng(0).standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import cases
+    case = dict(kind="resnet", depth=depth, batch=batch)
     if framework == "torch":
         import torch
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from cases import _torch_resnet  # the same ResNet as tinydm's, in PyTorch
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-        model, x, no_grad = _torch_resnet(depth), torch.from_numpy(x), torch.no_grad
-    else:
-        import tinydm as td
-        td.backend.tune_malloc()  # as the training examples and benchmarks/cases.py do
-        model, x, no_grad = td.nn.resnet_cifar(depth), td.Tensor(x), td.no_grad
-    model.eval()
-
-    def forward():
-        with no_grad():
-            return model(x)
-    return _time(forward, batch, seconds, repeats)
+        return _time(cases.torch_inference(case), batch, seconds, repeats)
+    return _time(cases.tinydm_inference(case), batch, seconds, repeats)
 
 
 def measure_step(depth, batch, seconds, repeats):
@@ -60,7 +50,6 @@ def op_profile(depth, batch, steps, step_mode):
     import time as _t
     from collections import defaultdict
 
-    import tinydm as td
     from tinydm.tensor import Function
     totals = defaultdict(float)
 
@@ -83,21 +72,10 @@ def op_profile(depth, batch, steps, step_mode):
         for name in ("forward", "backward"):
             if name in vars(cls):
                 timed(cls, name)
-    if step_mode:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from cases import tinydm_step
-        run = tinydm_step(dict(kind="resnet", depth=depth, batch=batch))
-    else:
-        import numpy as np
-        td.backend.tune_malloc()
-        model = td.nn.resnet_cifar(depth)
-        model.eval()
-        x = td.Tensor(np.random.default_rng(0).standard_normal((batch, 3, 32, 32))
-                      .astype(np.float32))
-
-        def run():
-            with td.no_grad():
-                model(x)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import cases
+    make = cases.tinydm_step if step_mode else cases.tinydm_inference
+    run = make(dict(kind="resnet", depth=depth, batch=batch))
     run()
     totals.clear()
     start = _t.perf_counter()

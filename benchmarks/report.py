@@ -5,12 +5,17 @@ import os
 
 from child import PROBE_INTERVAL, WARMUP_SECONDS
 
-# Targets of issue 13: ratios tinydm / PyTorch (None: at any thread count).
+# Targets: ratios tinydm / PyTorch, at most (None: at any thread count); the GEMM share of
+# tinydm's step, at least.
 TARGETS = {
-    ("cpu", "step", "resnet20", None): 1.2,
-    ("cpu", "step", "resnet56", None): 1.2,
+    ("cpu", "step", "resnet20", None): 1.4,
+    ("cpu", "step", "resnet56", None): 1.4,
     ("cpu", "step", "mlp_imdb", 1): 0.8,
+    ("cpu", "inference", "resnet20", None): 1.5,
+    ("cpu", "inference", "resnet56", None): 1.5,
     ("cpu", "memory", "resnet56", None): 2.0,
+    ("cpu", "profile", "resnet20", None): 0.7,
+    ("cpu", "profile", "resnet56", None): 0.7,
     ("cuda", "step", "resnet56", None): 2.0,   # at least half of PyTorch CUDA's throughput
 }
 
@@ -35,11 +40,13 @@ def fmt_ratio(m):
     return f"**{m['median']:.2f}** ({m['q1']:.2f}-{m['q3']:.2f})"
 
 
-def verdict(device, part, name, threads, ratio):
+def verdict(device, part, name, threads, value):
     target = TARGETS.get((device, part, name, threads), TARGETS.get((device, part, name, None)))
-    if target is None or ratio is None:
+    if target is None or value is None:
         return ""
-    return f"<= {target:g}: {'met' if ratio <= target else 'NOT met'}"
+    if part == "profile":  # a share: at least the target
+        return f">= {target:.0%}: {'met' if value >= target else 'NOT met'}"
+    return f"<= {target:g}: {'met' if value <= target else 'NOT met'}"
 
 
 def _per_threads(results):
@@ -54,14 +61,36 @@ def _table(header, rows):
     return "\n".join("| " + " | ".join(map(str, cells)) + " |" for cells in lines)
 
 
-def steps_table(results, device):
-    return _table(["case", "threads", "tinydm median (IQR)", "PyTorch median (IQR)",
-                   "ratio tinydm/PyTorch (IQR)", "target"],
-                  [[f"{name} (batch {r['batch']})", threads, fmt_spread(r["tinydm"]),
-                    fmt_spread(r["torch"]) if "torch" in r else "-",
+def _paired_table(results, device, part, what, fmt=fmt_time):
+    """Steps or inference: each framework's median (IQR) in ``fmt``, the ratio and its target."""
+    return _table(["case", "threads", f"tinydm {what} (IQR)", f"PyTorch {what} (IQR)",
+                   "ratio of times tinydm/PyTorch (IQR)", "target"],
+                  [[f"{name} (batch {r['batch']})", threads, fmt_spread(r["tinydm"], fmt),
+                    fmt_spread(r["torch"], fmt) if "torch" in r else "-",
                     fmt_ratio(r["ratio"]) if "ratio" in r else "-",
-                    verdict(device, "step", name, int(threads),
+                    verdict(device, part, name, int(threads),
                             r["ratio"]["median"] if "ratio" in r else None)]
+                   for name, threads, r in _per_threads(results)])
+
+
+def steps_table(results, device):
+    return _paired_table(results, device, "step", "median")
+
+
+def inference_table(results, device):
+    return _paired_table(results, device, "inference", "images/s", lambda v: f"{v:.0f}")
+
+
+def profile_table(results, device):
+    def share(value):
+        return f"{value:.0%}"
+    return _table(["case", "threads", "step", "in matrix products (all threads)",
+                   "GEMM share (range)", "target"],
+                  [[name, threads, fmt_time(r["step_seconds"]["median"]),
+                    fmt_time(r["gemm_seconds"]["median"]),
+                    f"**{share(r['gemm_share']['median'])}** ({share(r['gemm_share']['min'])}-"
+                    f"{share(r['gemm_share']['max'])})",
+                    verdict(device, "profile", name, int(threads), r["gemm_share"]["median"])]
                    for name, threads, r in _per_threads(results)])
 
 
@@ -156,17 +185,30 @@ def markdown(report):
                       "process per row: the threads that exist, and those running or waiting "
                       "for a core (state R). More running than cores is oversubscription.", "",
                       threads_table(report["steps"])]
-    if "concurrent" in report:
-        parts += ["", "## Concurrent runs", "",
-                  "N one-thread runs of a framework started together (their timed windows "
-                  "begin at the same moment), their images per second in total, beside one "
-                  "N-thread run in the same round.", "", concurrent_table(report["concurrent"])]
-    if "memory" in report:
-        parts += ["", "## Peak memory of a training step", "",
-                  "Peak resident memory during the steps minus the resident memory just before "
-                  "them (model, data and optimiser built), each in a fresh process; in brackets "
-                  "the peak of NumPy's own allocations (tracemalloc).", "",
-                  memory_table(report["memory"], m["device"])]
+    sections = [  # (part, title, what it shows, its table)
+        ("inference", "Inference",
+         "A ResNet's forward pass in eval mode under no_grad (tinydm) or torch.no_grad(), paired "
+         "rounds as for the steps; the ratio is of times per batch (below 1: tinydm is faster).",
+         lambda r: inference_table(r, m["device"])),
+        ("profile", "Where tinydm's step goes: the GEMM share",
+         "The cores' time inside numpy.matmul (every matrix product of conv2d and linear, timed "
+         "on the thread that runs it) over threads x step time, tinydm alone, a fresh process "
+         "per sample (the median and range of up to 3).",
+         lambda r: profile_table(r, m["device"])),
+        ("concurrent", "Concurrent runs",
+         "N one-thread runs of a framework started together (their timed windows begin at the "
+         "same moment), their images per second in total, beside one N-thread run in the same "
+         "round.", concurrent_table),
+        ("memory", "Peak memory of a training step",
+         "Peak resident memory during the steps minus the resident memory just before them "
+         "(model, data and optimiser built), each in a fresh process; in brackets the peak of "
+         "NumPy's own allocations (tracemalloc), which for tinydm counts only what its memory "
+         "pool had to allocate during the steps.",
+         lambda r: memory_table(r, m["device"])),
+    ]
+    for part, title, text, table in sections:
+        if part in report:
+            parts += ["", f"## {title}", "", text, "", table(report[part])]
     if "ops" in report:
         parts += ["", "## Single ops, forward + backward", "", ops_table(report["ops"])]
     return "\n".join(parts) + "\n"

@@ -8,8 +8,12 @@
 
 What is timed (benchmarks/cases.py): whole training steps (ResNet-20 and ResNet-56 on batches of
 128 32x32 images, the paper's 100-8-2 IMDB MLP on batches of 250: zero_grad, forward, loss,
-backward, SGD with momentum), and the forward+backward of single ops (conv2d at every layer shape
-of the CIFAR ResNets, batch_norm, relu, linear, softmax and each loss).
+backward, SGD with momentum, written as a user writes the loop, with the library's defaults),
+the ResNets' inference (eval mode under no_grad, images per second), and the forward+backward of
+single ops (conv2d at every layer shape of the CIFAR ResNets, batch_norm, relu, linear, softmax
+and each loss). For tinydm alone, ``profile``: the share of its step spent in matrix products
+(every ``numpy.matmul`` call timed on its thread, summed over the threads, over threads x step
+time).
 
 How (all of it recorded in the output):
 
@@ -58,7 +62,8 @@ from child import STRIPPED, THREAD_VARS, WARMUP_SECONDS, watch_threads  # noqa: 
 from child import main as child_main  # noqa: E402
 from report import blas_kernels, fmt_loads, markdown, write_atomically  # noqa: E402
 
-PARTS = ("steps", "concurrent", "memory", "ops")
+PARTS = ("steps", "inference", "profile", "concurrent", "memory", "ops")
+TIMED = ("step", "inference")  # children that start their timed windows on the parent's go
 
 
 def parse_args(argv=None):
@@ -100,7 +105,8 @@ def parse_args(argv=None):
                    help="folder for the .json and .md results (default benchmarks/results)")
     p.add_argument("--tag", default=None, help="name of the result files (default <device>-<date>)")
     # a child process: one framework, one sample
-    p.add_argument("--child", choices=("step", "ops", "memory"), help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=("step", "inference", "profile", "ops", "memory"),
+                   help=argparse.SUPPRESS)
     p.add_argument("--framework", choices=("tinydm", "torch"), help=argparse.SUPPRESS)
     p.add_argument("--case", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -146,10 +152,10 @@ def run_children(args, specs, probe=False):
                                        stderr=err, text=True, env=child_environment(threads)[0]),
                       err))
     for (proc, _), spec in zip(procs, specs):  # all warm before any starts its window
-        if spec[0] == "step" and proc.stdout.readline().strip() != "ready":
+        if spec[0] in TIMED and proc.stdout.readline().strip() != "ready":
             proc.wait()
     for (proc, _), spec in zip(procs, specs):
-        if spec[0] == "step" and proc.poll() is None:
+        if spec[0] in TIMED and proc.poll() is None:
             proc.stdin.write("go\n")
             proc.stdin.flush()
     seen = watch_threads([p for p, _ in procs]) if probe else None
@@ -214,6 +220,43 @@ def run_steps(args, frameworks, infos):
                                                         probe=True)[0]["result"]["os_threads"]
                                        for fw in frameworks}
             results[name][str(threads)] = entry
+    return results
+
+
+def run_inference(args, frameworks):
+    """Images per second of each ResNet case's forward pass in eval mode under no_grad, paired
+    rounds as for the steps."""
+    import cases
+    results = {}
+    for name in [n for n in args.cases if cases.STEP_CASES[n]["kind"] == "resnet"]:
+        results[name] = {}
+        for threads in args.threads:
+            print(f"  inference {name}, {threads} thread(s) ...", flush=True)
+            samples = paired(frameworks, lambda fw, r, name=name, threads=threads: run_children(
+                args, [("inference", fw, name, threads)])[0]["result"], args.rounds)
+            ips = {fw: [x["images_per_second"] for x in s] for fw, s in samples.items()}
+            entry = {fw: summary(v) for fw, v in ips.items()} | {"samples": ips}
+            if len(ips) == 2:  # the ratio of times, tinydm / PyTorch, as for the steps
+                entry["ratio"] = summary([b / a for a, b in zip(ips["tinydm"], ips["torch"])])
+            entry["batch"] = samples[frameworks[0]][0]["batch"]
+            results[name][str(threads)] = entry
+    return results
+
+
+def run_profile(args):
+    """tinydm's share of a training step spent in matrix products: the cores' time inside
+    ``numpy.matmul`` (all of conv2d's and linear's products) over threads x step time."""
+    results = {}
+    for name in args.cases:
+        results[name] = {}
+        for threads in args.threads:
+            print(f"  profile {name}, {threads} thread(s) ...", flush=True)
+            runs = [run_children(args, [("profile", "tinydm", name, threads)])[0]["result"]
+                    for _ in range(min(3, args.rounds))]
+            results[name][str(threads)] = {
+                "gemm_share": summary([r["gemm_share"] for r in runs]),
+                "step_seconds": summary([r["step_seconds"] for r in runs]),
+                "gemm_seconds": summary([r["gemm_seconds"] for r in runs]), "samples": runs}
     return results
 
 
@@ -335,6 +378,10 @@ def main(argv=None):
     infos = {}
     if "steps" in args.only:
         report["steps"] = run_steps(args, frameworks, infos)
+    if "inference" in args.only:
+        report["inference"] = run_inference(args, frameworks)
+    if "profile" in args.only and args.device == "cpu":
+        report["profile"] = run_profile(args)
     if "concurrent" in args.only:
         report["concurrent"] = run_concurrent(args, frameworks)
     if "memory" in args.only:

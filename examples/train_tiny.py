@@ -99,7 +99,6 @@ def main(argv=None):
         except OSError as e:
             parser.error(f"--save: {e}")
     td.set_device(args.device)
-    backend.tune_malloc()  # reuse freed memory between steps (tinydm/backend/malloc.py)
     td.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     classes = 3 if args.model == "mlp" else 4

@@ -6,7 +6,7 @@ Softmax and log-softmax subtract the row maximum before exponentiating: the resu
 
 from typing import Any
 
-from ..backend import default_rng, get_array_module, map_batch_parts
+from ..backend import default_rng, empty, empty_like, get_array_module, map_batch_parts
 from ..tensor import Function, Tensor
 
 
@@ -19,7 +19,7 @@ class ReLU(Function):
     def forward(self, x):
         xp = get_array_module(x)
         keep = any(self.needs_input_grad)
-        mask, y = xp.empty(x.shape, dtype=bool) if keep else None, xp.empty_like(x)
+        mask, y = empty(xp, x.shape, bool) if keep else None, empty_like(x)
 
         def relu(part):  # max(x, 0) rather than x * mask: no bool -> float cast
             if mask is not None:
@@ -33,7 +33,7 @@ class ReLU(Function):
     def backward(self, gy):
         (mask,) = self.saved
         xp = get_array_module(gy)
-        gx = xp.empty_like(gy)
+        gx = empty_like(gy)
         map_batch_parts(lambda part: xp.multiply(gy[part], mask[part], out=gx[part]), gy)
         return gx
 

@@ -9,7 +9,7 @@ was used by several elements of ``y``, so its gradient is the *sum* of theirs. O
 """
 
 
-from ..backend import get_array_module
+from ..backend import empty, get_array_module
 from ..tensor import Function, Tensor, as_tensor
 
 
@@ -43,9 +43,10 @@ class Add(Function):
     """``y = a + b``;  ``ga = gy``, ``gb = gy`` (then unbroadcast)."""
 
     def forward(self, a, b):
-        _broadcast_shapes("add", a, b)
+        shape = _broadcast_shapes("add", a, b)
         self.shapes = a.shape, b.shape
-        return a + b
+        xp = get_array_module(a, b)
+        return xp.add(a, b, out=empty(xp, shape, xp.result_type(a, b)))
 
     def backward(self, gy):
         return unbroadcast(gy, self.shapes[0]), unbroadcast(gy, self.shapes[1])

@@ -27,7 +27,7 @@ are plain contiguous NCHW.
 
 from typing import Any
 
-from ..backend import as_strided, get_array_module, map_batch_chunks
+from ..backend import as_strided, empty, get_array_module, map_batch_chunks, zeros
 from ..tensor import Function, Tensor
 
 
@@ -113,13 +113,13 @@ class _Columns:
     def buffers(self, size):
         xp, (_, c, h, w), (ph, pw) = get_array_module(self.x), self.x.shape, self.padding
         (kh, kw), dtype = self.kernel, self.x.dtype
-        cols = xp.empty((size, c, kh, kw) + ((self.cells,) if self.grid else self.out_size),
-                        dtype=dtype)
+        cols = empty(xp, (size, c, kh, kw) + ((self.cells,) if self.grid else self.out_size),
+                     dtype)
         if not self.padded:
             return cols, None, None
         # padded images: the borders stay zero, only the inside is ever written
         image = (h + 2 * ph) * (w + 2 * pw)
-        flat = xp.zeros(size * c * image + (kw - 1 if self.grid else 0), dtype=dtype)
+        flat = zeros(xp, (size * c * image + (kw - 1 if self.grid else 0),), dtype)
         xpad = flat[:size * c * image].reshape(size, c, h + 2 * ph, w + 2 * pw)
         if not self.grid:
             return cols, xpad, _windows(xpad, self.kernel, self.stride, self.out_size)
@@ -151,11 +151,11 @@ def _correlate(x, w, stride, padding):
     out_size = _output_size("conv2d", x.shape, kernel, stride, padding)
     wmat = w.reshape(cout, -1)
     dtype = xp.result_type(x.dtype, w.dtype)
-    y = xp.empty((x.shape[0], cout) + out_size, dtype=dtype)
+    y = empty(xp, (x.shape[0], cout) + out_size, dtype)
     columns = _Columns(x, kernel, stride, padding, out_size, grid=True)
 
     def buffers(size):  # the columns', and the GEMM's results on the grid
-        out = xp.empty((size, cout, columns.cells), dtype=dtype) if columns.grid else None
+        out = empty(xp, (size, cout, columns.cells), dtype) if columns.grid else None
         return columns.buffers(size) + (out,)
 
     def gemm(chunk, cols, xpad, windows, out):
@@ -248,14 +248,14 @@ class Conv2d(Function):
         wt = w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]  # Wt[c, o, i, j] = W[o, c, kh-1-i, kw-1-j]
         wtmat = wt.reshape(cin, -1)
         columns = _Columns(gy, (kh, kw), (1, 1), (kh - 1 - ph, kw - 1 - pw), (h, wd), grid=True)
-        gx = xp.empty((n, cin, h, wd), dtype=gy.dtype)
+        gx = empty(xp, (n, cin, h, wd), gy.dtype)
         grid = columns.grid
 
         def buffers(size):  # the columns', gx on the grid, and x on the grid (zero borders)
             if not grid:
                 return columns.buffers(size) + (None, None)
-            x_grid = xp.zeros((size, cin, h, columns.width), dtype=x.dtype) if need_gw else None
-            return columns.buffers(size) + (xp.empty((size, cin, columns.cells), gy.dtype),
+            x_grid = zeros(xp, (size, cin, h, columns.width), x.dtype) if need_gw else None
+            return columns.buffers(size) + (empty(xp, (size, cin, columns.cells), gy.dtype),
                                             x_grid)
 
         def chunk_grads(chunk, cols, xpad, windows, gx_grid, x_grid):
@@ -274,7 +274,7 @@ class Conv2d(Function):
             else:
                 xs = x[chunk].reshape(m, cin, -1)  # a copy only if x is not NCHW
             # sum over the chunk's images of cols_n x_n^T = gWt^T: (Cout*kh*kw, Cin)
-            return (cols @ xs.transpose(0, 2, 1)).sum(axis=0)
+            return xp.matmul(cols, xs.transpose(0, 2, 1)).sum(axis=0)
         parts = map_batch_chunks(chunk_grads, gy, columns.item_bytes, buffers)
         if not need_gw:
             return gx, None
@@ -284,12 +284,12 @@ class Conv2d(Function):
     def _weight_grad(self, gy, x, w):
         """``gW = sum_n gY_n cols_n^T``, computed as its transpose ``sum_n cols_n gY_n^T``: the
         orientation OpenBLAS runs fastest here (the other was up to 1.6x slower)."""
-        kernel, out_size = w.shape[2:], gy.shape[2:]
+        xp, kernel, out_size = get_array_module(gy), w.shape[2:], gy.shape[2:]
         gy = gy.reshape(gy.shape[0], gy.shape[1], -1)  # gY_n; a copy only if gy is not NCHW
         columns = _Columns(x, kernel, self.stride, self.padding, out_size)
 
         def chunk_sum(chunk, *buffers):  # sum over the chunk's images of cols_n gY_n^T: (K, Cout)
-            return (columns(chunk, *buffers) @ gy[chunk].transpose(0, 2, 1)).sum(axis=0)
+            return xp.matmul(columns(chunk, *buffers), gy[chunk].transpose(0, 2, 1)).sum(axis=0)
         parts = map_batch_chunks(chunk_sum, x, columns.item_bytes, columns.buffers)
         return sum(parts[1:], parts[0]).T.reshape(w.shape)
 
@@ -299,16 +299,16 @@ class Conv2d(Function):
         (n, cin, h, wd), (cout, ho, wo) = x_shape, gy.shape[1:]
         (kh, kw), (ph, pw) = w.shape[2:], self.padding
         wt, gy = w.reshape(cout, -1).T, gy.reshape(n, cout, -1)
-        gx = xp.empty(x_shape, dtype=gy.dtype)
+        gx = empty(xp, x_shape, gy.dtype)
 
         def col2im(chunk, gxpad):
-            gcols = wt @ gy[chunk]  # W^T gY_n: (n, K, Ho*Wo)
+            gcols = xp.matmul(wt, gy[chunk])  # W^T gY_n: (n, K, Ho*Wo)
             m = gcols.shape[0]
             gxpad[:m] = 0
             _col2im(gxpad[:m], gcols.reshape((m, cin, kh, kw, ho, wo)), self.stride)
             gx[chunk] = gxpad[:m, :, ph:ph + h, pw:pw + wd]
         map_batch_chunks(col2im, gy, wt.shape[0] * ho * wo * gy.itemsize,
-                         lambda size: [xp.empty((size, cin, h + 2 * ph, wd + 2 * pw), gy.dtype)])
+                         lambda size: [empty(xp, (size, cin, h + 2 * ph, wd + 2 * pw), gy.dtype)])
         return gx
 
     @staticmethod

@@ -1,5 +1,6 @@
 """The fully connected layer."""
 
+from ..backend import get_array_module
 from ..tensor import Function, Tensor
 
 
@@ -18,14 +19,15 @@ class Linear(Function):
             raise ValueError(f"linear: bias has shape {b.shape}, expected ({w.shape[0]},)")
         self.save_for_backward(x, w)
         self.has_bias = b is not None
-        y = x @ w.T
+        y = get_array_module(x, w).matmul(x, w.T)  # xp.matmul rather than @: a profiler sees it
         return y + b if b is not None else y
 
     def backward(self, gy):
         x, w = self.saved
-        gx = gy @ w
+        xp = get_array_module(gy)
+        gx = xp.matmul(gy, w)
         x2, gy2 = x.reshape(-1, x.shape[-1]), gy.reshape(-1, gy.shape[-1])
-        gw = gy2.T @ x2
+        gw = xp.matmul(gy2.T, x2)
         return (gx, gw, gy2.sum(axis=0)) if self.has_bias else (gx, gw)
 
 

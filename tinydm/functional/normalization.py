@@ -5,7 +5,8 @@ Each channel c is normalised over all its other axes (N, or N, H, W): m = N (or 
 
 from typing import Any
 
-from ..backend import device_of, get_array_module, is_array, map_batch_parts
+from ..backend import (device_of, empty, empty_like, get_array_module, is_array,
+                       map_batch_parts)
 from ..backend.parallel import CHUNK_BYTES
 from ..tensor import Function, Tensor
 
@@ -90,8 +91,8 @@ class BatchNorm(Function):
         keep = any(self.needs_input_grad)
         # The work is shared out over parts of the batch, one per CPU thread (map_batch_parts):
         # sums over the batch are the sums of the parts' sums.
-        y = xp.empty_like(x)
-        xhat = xp.empty_like(x) if keep else y
+        y = empty_like(x)
+        xhat = empty_like(x) if keep else y
         if self.training:
             m = x.size // x.shape[1]
             if m < 2:
@@ -133,12 +134,14 @@ class BatchNorm(Function):
         xhat, s, gamma, y = self.saved
         xp = get_array_module(gy)
         shape = (1, -1) + (1,) * (gy.ndim - 2)
-        gx = xp.empty_like(gy, dtype=xp.result_type(gy.dtype, xhat.dtype))
+        gx = empty_like(gy, dtype=xp.result_type(gy.dtype, xhat.dtype))
 
         def sums(part):
             g = gy[part]
             if self.relu:
-                xp.multiply(g, y[part] > 0, out=gx[part])
+                mask = empty(xp, g.shape, bool)
+                xp.greater(y[part], 0, out=mask)
+                xp.multiply(g, mask, out=gx[part])
                 g = gx[part]
             return _channel_dot(g, xhat[part]), g.sum(axis=self.axes)
         parts = map_batch_parts(sums, gy)
@@ -159,7 +162,7 @@ class BatchNorm(Function):
             if not self.training:  # constant statistics: gx = scale * gy
                 xp.multiply(up, scale, out=g)
                 return
-            t = xp.empty((min(len(g), _run_length(g)),) + g.shape[1:], dtype=g.dtype)
+            t = empty(xp, (min(len(g), _run_length(g)),) + g.shape[1:], g.dtype)
             _in_runs(lambda g, h, up: run(g, h, up, t[:len(g)]), g, h, up)
         map_batch_parts(input_grad, gy)
         return gx, ggamma, gbeta

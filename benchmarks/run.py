@@ -367,6 +367,12 @@ def main(argv=None):
     if unknown:
         raise SystemExit(f"benchmark: unknown --cases {sorted(unknown)}; choose among "
                          f"{sorted(cases.STEP_CASES)}")
+    if max(args.threads) > 1 and subprocess.run([sys.executable, "-c", "import threadpoolctl"],
+                                                capture_output=True).returncode != 0:
+        # tinydm's threads then run one after the other while OpenBLAS takes every core
+        raise SystemExit("benchmark: threadpoolctl, a dependency of tinydm, is not installed in "
+                         f"{sys.executable}'s environment: pip install threadpoolctl (or "
+                         "time --threads 1 only)")
     frameworks = ["tinydm"] + (["torch"] if torch_available(args) else [])
     report = {"machine": machine_info(args),
               "settings": {k: getattr(args, k) for k in (

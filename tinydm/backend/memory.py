@@ -2,13 +2,14 @@
 
 A training step makes the same large arrays every time: activations, their gradients, and the
 scratch of conv2d and batch_norm (column matrices, padded images, masks). Fresh from NumPy, each
-array over 128 KiB is ``mmap``-ed by glibc and unmapped when freed, so every step page-faults
-its memory in again, zeroed by the kernel, and with several threads each unmap also stops the
-other cores to flush their TLBs: measured on a ResNet-20 step, ~6,000 page faults at one thread
-and ~20,000 at two, and at two threads a tenth to a quarter of the step's time. The pool keeps
-that memory in the process instead, as CuPy's memory pool does on the GPU, without changing how
-the C library allocates for the rest of the process (raising glibc's mmap and trim thresholds
-with ``mallopt`` did the same for everything, and was measured no faster).
+array over 128 KiB may be ``mmap``-ed by glibc and unmapped when freed, so a step page-faults
+its memory in again, zeroed by the kernel. Measured on a ResNet-20 step: 6,000-12,000 page
+faults at one thread, where they cost little, and 20,000 at two, where they cost a sixth of the
+step's time (an unmap in a process with several threads also has to flush the other cores'
+TLBs, the likely reason). The pool keeps that memory in the process instead, as CuPy's memory
+pool does on the GPU, without changing how the C library allocates for the rest of the process
+(raising glibc's mmap and trim thresholds with ``mallopt`` did the same for everything, and was
+measured no faster: docs/benchmarks.md).
 
 Ops ask for their large arrays with :func:`empty` (or :func:`zeros`, :func:`empty_like`)
 instead of ``xp.empty``. On a GPU or the stand-in these are plain ``xp`` calls.

@@ -356,10 +356,14 @@ def test_killed_run_resumes_to_the_uninterrupted_result(reference_run, tmp_path,
             raise KeyboardInterrupt
 
     monkeypatch.setattr(checkpoint, "save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        cifar.run(config, progress=False, figures=False, log=None)
+    with pytest.raises(KeyboardInterrupt):  # named as a sweep names its work folders
+        cifar.run(config, progress=False, figures=False, log=None, named_out_dir="work/cell")
     monkeypatch.setattr(checkpoint, "save", save)
     assert saves == [4, 8]
+    running = json.loads((tmp_path / cifar.RESULTS).read_text())
+    assert running["status"] == "running" and running["config"]["out_dir"] == "work/cell"
+    assert str(tmp_path) not in (tmp_path / cifar.RESULTS).read_text()
+    assert checkpoint.read(tmp_path / "checkpoint.npz")["extra"]["config"]["out_dir"] == "work/cell"
     with pytest.raises(FileExistsError, match="resume"):
         cifar.run(config, progress=False, figures=False, log=None)
     with pytest.raises(ValueError, match="lr"):

@@ -120,7 +120,7 @@ def _check_resumable(saved, config):
 
 
 def run(config, resume=False, overwrite=False, progress=True, figures=True, dataset=None,
-        log=print, human_labels=None):
+        log=print, human_labels=None, named_out_dir=None):
     """Train one run of ``config`` and return its results (also written to ``out_dir``).
 
     ``resume``: continue from ``out_dir/checkpoint.npz`` if it exists (else start afresh),
@@ -132,12 +132,16 @@ def run(config, resume=False, overwrite=False, progress=True, figures=True, data
     (:func:`tinydm.data.cifar_n.load`) to use instead of reading them from ``data_dir``. A run
     whose loss or weights become non-finite stops there: its
     record gets ``"status": "diverged"`` and ``summary["diverged_by"]`` (the iteration), the
-    last checkpoint (before it) is kept.
+    last checkpoint (before it) is kept. ``named_out_dir``: the ``out_dir`` that the records and
+    checkpoints name instead of the real one (a sweep names its work folders relative to its own
+    folder, so that what it commits holds no machine's paths).
     """
     if isinstance(config, dict):
         config = Config.from_dict(config)
     config = config.resolved()
     out = Path(config.out_dir)
+    if named_out_dir is not None:
+        config = config.replace(out_dir=str(named_out_dir))
     ckpt_path = out / CHECKPOINT
     if ckpt_path.exists() and not (resume or overwrite):
         raise FileExistsError(f"cifar: {ckpt_path} exists; pass resume=True (--resume) to continue "

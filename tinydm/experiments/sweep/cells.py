@@ -124,13 +124,14 @@ class CifarCells:
         return data
 
     def run(self, settings, data, work_dir):
+        # where it runs, named relative to the sweep's folder in its records and checkpoints
+        # (the running ones are committed too): they name no machine's paths
         record = self.cifar.run({**settings, "out_dir": str(work_dir)}, resume=True,
                                 progress=False, figures=False, log=None,
                                 dataset=data.get(settings["dataset"]),
-                                human_labels=data.get("cifar10n"))
+                                human_labels=data.get("cifar10n"),
+                                named_out_dir=f"work/{Path(work_dir).name}")
         shutil.rmtree(work_dir, ignore_errors=True)
-        # where it ran, relative to the sweep's folder: a record names no machine's paths
-        record["config"]["out_dir"] = f"work/{Path(work_dir).name}"
         return record
 
 

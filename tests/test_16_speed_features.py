@@ -232,6 +232,17 @@ def test_pool_holds_at_most_max_bytes_and_release_lets_free_blocks_go():
     assert pool.empty((10,), np.float32).base is None  # small arrays come from NumPy
 
 
+def test_pool_lets_go_of_blocks_no_request_took_for_a_while():
+    pool = backend.ArrayPool(min_bytes=1024, idle=16)  # checked every 2 requests
+    big = pool.empty((8192,), np.uint8)           # an evaluation's larger batch, say
+    held = pool.empty((8192,), np.uint8)          # still in use
+    del big
+    for _ in range(17):                           # training steps' requests, another size
+        pool.empty((2048,), np.uint8)
+    assert pool.stats() == {"bytes": 8192 + 2048, "in_use": 8192, "blocks": 2}
+    assert held.shape == (8192,)
+
+
 def test_zeros_from_the_pool_are_zero_even_in_reused_memory():
     a = backend.empty(np, (256, 256), np.float32)
     a.fill(7)

@@ -45,14 +45,19 @@ class ArrayPool:
 
     A request takes a free block of its size or up to twice it (the smallest that fits), else a
     new block. Arrays under ``min_bytes`` come from NumPy as usual (glibc reuses small blocks by
-    itself). The pool holds at most ``max_bytes``: past that it lets go of its free blocks
-    (:meth:`release`), then makes arrays it does not keep.
+    itself). A free block that no request has taken for ``idle`` requests is let go (checked
+    every ``idle // 8``): the evaluation's larger batches do not keep their memory through the
+    training that follows (a ResNet-20 step at batch 128 makes 213 requests, a ResNet-56 step
+    609, so the blocks of every step are taken far more often than that). The pool holds at
+    most ``max_bytes``: past that it lets go of all its free blocks (:meth:`release`), then
+    makes arrays it does not keep.
     """
 
-    def __init__(self, min_bytes=1 << 17, max_bytes=4 << 30):
-        self.min_bytes, self.max_bytes = min_bytes, max_bytes
+    def __init__(self, min_bytes=1 << 17, max_bytes=4 << 30, idle=1 << 15):
+        self.min_bytes, self.max_bytes, self.idle = min_bytes, max_bytes, idle
         self.blocks: dict = {}  # nbytes -> [blocks of that size]
-        self.bytes = 0
+        self.taken: dict = {}  # id(block) -> the request that last took it
+        self.bytes = self.requests = 0
         self.lock = threading.Lock()  # worker threads ask for their scratch arrays too
 
     def empty(self, shape, dtype):
@@ -62,14 +67,19 @@ class ArrayPool:
         if nbytes < self.min_bytes:
             return np.empty(shape, dtype)
         with self.lock:
+            self.requests += 1
+            if self.requests % max(1, self.idle // 8) == 0:
+                self.release(idle=self.idle)
             block = self._free_block(nbytes)
             if block is None:
                 if self.bytes + nbytes > self.max_bytes:
                     self.release()
                 block = np.empty(nbytes, np.uint8)
-                if self.bytes + nbytes <= self.max_bytes:
-                    self.blocks.setdefault(nbytes, []).append(block)
-                    self.bytes += nbytes
+                if self.bytes + nbytes > self.max_bytes:  # still too much: not kept
+                    return block.view(dtype).reshape(shape)
+                self.blocks.setdefault(nbytes, []).append(block)
+                self.bytes += nbytes
+            self.taken[id(block)] = self.requests
         return block[:nbytes].view(dtype).reshape(shape)
 
     def _free_block(self, nbytes):
@@ -80,11 +90,18 @@ class ArrayPool:
                     return block
         return None
 
-    def release(self):
-        """Let go of the free blocks (a block in use goes when its last array does)."""
+    def release(self, idle=None):
+        """Let go of the free blocks, or of those no request has taken for ``idle`` requests (a
+        block in use goes when its last array does)."""
         for nbytes, blocks in list(self.blocks.items()):
-            kept = [b for b, refs in zip(blocks, _refcounts(blocks)) if refs != _ALONE]
-            self.bytes -= nbytes * (len(blocks) - len(kept))
+            kept = []
+            for block, refs in zip(blocks, _refcounts(blocks)):
+                if refs != _ALONE or (idle is not None
+                                      and self.requests - self.taken[id(block)] <= idle):
+                    kept.append(block)
+                else:
+                    del self.taken[id(block)]
+                    self.bytes -= nbytes
             if kept:
                 self.blocks[nbytes] = kept
             else:

@@ -21,6 +21,8 @@ from math import prod
 
 import numpy as np
 
+from .devices import get_array_module
+
 
 def _refcounts(blocks):
     """Each block's reference count, as seen from here (the list holds one reference)."""
@@ -58,7 +60,7 @@ class ArrayPool:
         self.blocks: dict = {}  # nbytes -> [blocks of that size]
         self.taken: dict = {}  # id(block) -> the request that last took it
         self.bytes = self.requests = 0
-        self.lock = threading.Lock()  # worker threads ask for their scratch arrays too
+        self.lock = threading.RLock()  # worker threads ask for their scratch arrays too
 
     def empty(self, shape, dtype):
         """An array of ``shape`` and ``dtype`` with undefined values."""
@@ -93,6 +95,10 @@ class ArrayPool:
     def release(self, idle=None):
         """Let go of the free blocks, or of those no request has taken for ``idle`` requests (a
         block in use goes when its last array does)."""
+        with self.lock:
+            self._release(idle)
+
+    def _release(self, idle):
         for nbytes, blocks in list(self.blocks.items()):
             kept = []
             for block, refs in zip(blocks, _refcounts(blocks)):
@@ -135,6 +141,5 @@ def zeros(xp, shape, dtype):
 def empty_like(a, dtype=None):
     """``xp.empty_like(a, dtype)``, from :data:`pool` for host arrays."""
     if type(a) is not np.ndarray:
-        from .devices import get_array_module
         return get_array_module(a).empty_like(a, dtype=dtype)
     return pool.empty(a.shape, a.dtype if dtype is None else dtype)

@@ -118,14 +118,16 @@ def main(args):
     import numpy  # noqa: F401  (loads OpenBLAS before threadpoolctl looks for it)
     torch = import_torch(args) if args.framework == "torch" else None
     import cases
-    make = {"tinydm": (cases.tinydm_step, cases.tinydm_op, cases.tinydm_inference),
-            "torch": (cases.torch_step, cases.torch_op, cases.torch_inference)}[args.framework]
+    make = {"tinydm": {"step": cases.tinydm_step, "inference": cases.tinydm_inference,
+                       "op": cases.tinydm_op},
+            "torch": {"step": cases.torch_step, "inference": cases.torch_inference,
+                      "op": cases.torch_op}}[args.framework]
     sync = make_sync(args.framework, args.device)
     if args.child == "memory":
-        result = memory_sample(make[0](step_case(args, args.case), args.device), args)
+        result = memory_sample(make["step"](step_case(args, args.case), args.device), args)
     elif args.child in ("step", "inference", "profile"):
         case = step_case(args, args.case)
-        step = (make[2] if args.child == "inference" else make[0])(case, args.device)
+        step = make["inference" if args.child == "inference" else "step"](case, args.device)
         timer = gemm_timer() if args.child == "profile" else None
         warm_up(step, args.warmup, min(WARMUP_SECONDS, args.sample_seconds))
         if args.child != "profile":
@@ -140,7 +142,7 @@ def main(args):
     else:
         result = {}
         for name, (kind, params) in selected_ops(args).items():
-            fn = make[1](kind, params, args.device)
+            fn = make["op"](kind, params, args.device)
             if fn is not None:  # None: PyTorch has no such op
                 warm_up(fn, args.warmup, min(WARMUP_SECONDS, args.op_seconds))
                 result[name] = time_window(fn, sync, args.op_seconds, 1)[0]

@@ -236,8 +236,9 @@ def run_inference(args, frameworks):
                 args, [("inference", fw, name, threads)])[0]["result"], args.rounds)
             ips = {fw: [x["images_per_second"] for x in s] for fw, s in samples.items()}
             entry = {fw: summary(v) for fw, v in ips.items()} | {"samples": ips}
-            if len(ips) == 2:  # the ratio of times, tinydm / PyTorch, as for the steps
-                entry["ratio"] = summary([b / a for a, b in zip(ips["tinydm"], ips["torch"])])
+            times = compare({fw: [x["step_seconds"] for x in s] for fw, s in samples.items()})
+            if "ratio" in times:  # of times per batch, tinydm / PyTorch, as for the steps
+                entry["ratio"] = times["ratio"]
             entry["batch"] = samples[frameworks[0]][0]["batch"]
             results[name][str(threads)] = entry
     return results

@@ -230,7 +230,9 @@ class Tensor:
                 if isinstance(parent, Tensor):
                     _accumulate(parent, gx)
                 else:
-                    grads[parent] = _add(grads[parent], gx) if parent in grads else gx
+                    # two gradients of one tensor, summed in memory of tinydm's array pool
+                    grads[parent] = (backend.add(grads[parent], gx, gx.shape) if parent in grads
+                                     else gx)
             if not retain_graph:
                 fn.parents, fn.saved = None, None
 
@@ -260,12 +262,6 @@ class Tensor:
         def flatten(self, start_dim: int = 1) -> Tensor: ...
         @property
         def T(self) -> Tensor: ...
-
-
-def _add(a: Any, b: Any) -> Any:
-    """``a + b`` for two gradients of one tensor, in memory of tinydm's array pool."""
-    xp = backend.get_array_module(a, b)
-    return xp.add(a, b, out=backend.empty(xp, a.shape, xp.result_type(a, b)))
 
 
 def _accumulate(leaf: Tensor, g: Any) -> None:

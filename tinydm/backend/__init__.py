@@ -17,7 +17,7 @@ from .devices import (DEVICES, array_text, as_strided, check_device, default_rng
 from .parallel import (get_num_threads, map_batch_chunks, map_batch_parts, parallel_map,
                        restore_thread_settings, set_num_threads, thread_settings)
 from .standin import StandInArray, StandInError, standin_xp
-from .memory import ArrayPool, empty, empty_like, zeros
+from .memory import ArrayPool, add, empty, empty_like, zeros
 from .memory import pool as memory_pool
 
 __all__ = ["DEVICES", "array_text", "as_strided", "check_device", "default_rng", "device",
@@ -25,5 +25,5 @@ __all__ = ["DEVICES", "array_text", "as_strided", "check_device", "default_rng",
            "scatter_add", "set_device", "to_device", "to_numpy",
            "get_num_threads", "map_batch_chunks", "map_batch_parts", "parallel_map",
            "restore_thread_settings", "set_num_threads", "thread_settings", "StandInArray",
-           "StandInError", "standin_xp", "ArrayPool", "empty", "empty_like", "zeros",
+           "StandInError", "standin_xp", "ArrayPool", "add", "empty", "empty_like", "zeros",
            "memory_pool"]

@@ -138,6 +138,12 @@ def zeros(xp, shape, dtype):
     return out
 
 
+def add(a, b, shape):
+    """``a + b``, broadcast to ``shape``, into an array from :data:`pool` on the host."""
+    xp = get_array_module(a, b)
+    return xp.add(a, b, out=empty(xp, shape, xp.result_type(a, b)))
+
+
 def empty_like(a, dtype=None):
     """``xp.empty_like(a, dtype)``, from :data:`pool` for host arrays."""
     if type(a) is not np.ndarray:

@@ -26,15 +26,27 @@ def _expand_reduced(g, shape, axes):
     return g.reshape(tuple(1 if i in axes else n for i, n in enumerate(shape)))
 
 
-class Sum(Function):
-    """``y = sum over axes of x``;  every ``x`` in a sum gets the same ``gy``: ``gx = broadcast(gy)``."""
+class _Reduction(Function):
+    """What the reductions share: ``axis`` and ``keepdims``, and in forward the reduced axes
+    (checked against the input, named by ``op``) and the input's shape."""
+
+    op = ""
 
     def __init__(self, axis=None, keepdims=False):
         self.axis, self.keepdims = axis, keepdims
 
-    def forward(self, x):
-        self.axes = _normalize_axis(self.axis, x.ndim, "sum")
+    def _reduce_over(self, x):
+        self.axes = _normalize_axis(self.axis, x.ndim, self.op)
         self.shape = x.shape
+
+
+class Sum(_Reduction):
+    """``y = sum over axes of x``;  every ``x`` in a sum gets the same ``gy``: ``gx = broadcast(gy)``."""
+
+    op = "sum"
+
+    def forward(self, x):
+        self._reduce_over(x)
         return x.sum(axis=self.axes, keepdims=self.keepdims)
 
     def backward(self, gy):
@@ -42,37 +54,33 @@ class Sum(Function):
         return xp.broadcast_to(_expand_reduced(gy, self.shape, self.axes), self.shape)
 
 
-class Mean(Function):
-    """``y = (1/n) sum over axes of x``;  ``gx = broadcast(gy) / n``."""
+class Mean(Sum):
+    """``y = (1/n) sum over axes of x``;  ``gx = broadcast(gy) / n``: the sum's rule, scaled."""
 
-    def __init__(self, axis=None, keepdims=False):
-        self.axis, self.keepdims = axis, keepdims
+    op = "mean"
 
     def forward(self, x):
-        self.axes = _normalize_axis(self.axis, x.ndim, "mean")
-        self.shape = x.shape
+        self._reduce_over(x)
         return x.mean(axis=self.axes, keepdims=self.keepdims)
 
     def backward(self, gy):
-        xp = get_array_module(gy)
         n = 1
         for a in self.axes:
             n *= self.shape[a]
-        return xp.broadcast_to(_expand_reduced(gy, self.shape, self.axes) / n, self.shape)
+        return super().backward(gy / n)
 
 
-class Max(Function):
+class Max(_Reduction):
     """``y = max over axes of x``.
 
     ``y`` equals one (or, with ties, several) of the ``x``; the gradient goes to those maxima,
     shared equally among ties: ``gx = gy * [x == y] / (number of ties)``.
     """
 
-    def __init__(self, axis=None, keepdims=False):
-        self.axis, self.keepdims = axis, keepdims
+    op = "max"
 
     def forward(self, x):
-        self.axes = _normalize_axis(self.axis, x.ndim, "max")
+        self._reduce_over(x)
         y = x.max(axis=self.axes, keepdims=True)
         mask = x == y
         self.save_for_backward(mask / mask.sum(axis=self.axes, keepdims=True).astype(x.dtype))

@@ -61,6 +61,41 @@ def test_relu_without_grad_makes_no_mask(device):
     assert y.creator is None and op.saved == ()
 
 
+@pytest.mark.parametrize("b_shape", [(3, 2, 4, 5), (2, 1, 1), ()])
+def test_add_relu_is_relu_of_the_sum(device, rng, b_shape):
+    """The residual join: the values of relu(a + b), and finite differences with a random
+    upstream gradient for both inputs, broadcasting included (b summed back to its shape)."""
+    a = tensor(rng.standard_normal((3, 2, 4, 5)))
+    b = tensor(rng.standard_normal(b_shape))
+    y = F.add_relu(a, b)
+    np.testing.assert_array_equal(y.numpy(), F.relu(a + b).numpy())
+    assert td.gradcheck(F.add_relu, a, b)
+
+
+def test_add_relu_on_large_batches_equals_add_then_relu(device, rng):
+    """Batches of several cache-sized runs and thread parts give the same numbers as the two
+    ops, and the op keeps only the boolean mask."""
+    shape = (40, 16, 32, 32)  # 2.5 MiB: two thread parts, several runs each
+    a, b = (td.Tensor(rng.standard_normal(shape).astype(np.float32), requires_grad=True)
+            for _ in range(2))
+    gy = rng.standard_normal(shape).astype(np.float32)
+    fused = F.add_relu(a, b)
+    assert [t.dtype for t in fused.creator.saved] == [bool]
+    fused.backward(td.Tensor(gy))
+    fused_grads = a.grad.numpy().copy(), b.grad.numpy().copy()
+    a.grad = b.grad = None
+    plain = F.relu(a + b)
+    plain.backward(td.Tensor(gy))
+    np.testing.assert_array_equal(fused.numpy(), plain.numpy())
+    np.testing.assert_array_equal(fused_grads[0], a.grad.numpy())
+    np.testing.assert_array_equal(fused_grads[1], b.grad.numpy())
+
+
+def test_add_relu_errors_name_the_op(device):
+    with pytest.raises(ValueError, match="add_relu"):
+        F.add_relu(tensor(np.zeros((2, 3))), tensor(np.zeros((4,))))
+
+
 def test_dropout(device):
     x = tensor(np.ones((200, 50)))
     y = F.dropout(x, p=0.3, training=True, generator=backend.rng(0))

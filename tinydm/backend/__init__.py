@@ -14,8 +14,8 @@ tinydm[gpu]``) and ``"standin"`` (a CPU stand-in for ``"cuda"`` used by CI).
 from .devices import (DEVICES, array_text, as_strided, check_device, default_rng, device, device_of,
                       get_array_module, get_device, is_array, manual_seed, module_for, rng,
                       scatter_add, set_device, to_device, to_numpy)
-from .parallel import (get_num_threads, map_batch_chunks, map_batch_parts, parallel_map,
-                       restore_thread_settings, set_num_threads, thread_settings)
+from .parallel import (get_num_threads, in_runs, map_batch_chunks, map_batch_parts, parallel_map,
+                       restore_thread_settings, run_length, set_num_threads, thread_settings)
 from .standin import StandInArray, StandInError, standin_xp
 from .memory import ArrayPool, add, empty, empty_like, zeros
 from .memory import pool as memory_pool
@@ -23,7 +23,7 @@ from .memory import pool as memory_pool
 __all__ = ["DEVICES", "array_text", "as_strided", "check_device", "default_rng", "device",
            "device_of", "get_array_module", "get_device", "is_array", "manual_seed", "module_for", "rng",
            "scatter_add", "set_device", "to_device", "to_numpy",
-           "get_num_threads", "map_batch_chunks", "map_batch_parts", "parallel_map",
-           "restore_thread_settings", "set_num_threads", "thread_settings", "StandInArray",
+           "get_num_threads", "in_runs", "map_batch_chunks", "map_batch_parts", "parallel_map",
+           "restore_thread_settings", "run_length", "set_num_threads", "thread_settings", "StandInArray",
            "StandInError", "standin_xp", "ArrayPool", "add", "empty", "empty_like", "zeros",
            "memory_pool"]

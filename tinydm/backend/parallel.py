@@ -139,3 +139,15 @@ def map_batch_parts(fn, array):
     return parallel_map(fn, [slice(start, min(start + size, n)) for start in range(0, n, size)])
 
 
+def run_length(a):
+    """Images of ``a`` in a cache-sized run (about :data:`CHUNK_BYTES`; a GPU: all of them)."""
+    return len(a) if device_of(a) == "cuda" else max(1, CHUNK_BYTES // max(1, a[:1].nbytes))
+
+
+def in_runs(fn, *arrays):
+    """``fn(*runs)`` for each cache-sized run of images (about :data:`CHUNK_BYTES` of the first
+    array) of the arrays, in order: a chain of elementwise operations on a run stays in the
+    core's cache instead of sweeping main memory once per operation. A GPU takes them whole."""
+    n, step = len(arrays[0]), run_length(arrays[0])
+    for start in range(0, n, step):
+        fn(*[a[start:start + step] for a in arrays])

@@ -5,29 +5,14 @@ Each channel c is normalised over all its other axes (N, or N, H, W): m = N (or 
 
 from typing import Any
 
-from ..backend import (device_of, empty, empty_like, get_array_module, is_array,
-                       map_batch_parts)
-from ..backend.parallel import CHUNK_BYTES
+from ..backend import (device_of, empty, empty_like, get_array_module, in_runs, is_array,
+                       map_batch_parts, run_length)
 from ..tensor import Function, Tensor
 
 
 def _total(parts):
     """The sum of the parts' partial sums, in order (the same for any number of threads)."""
     return sum(parts[1:], parts[0])
-
-
-def _run_length(a):
-    """Images of ``a`` in a cache-sized run (about ``CHUNK_BYTES``; a GPU: all of them)."""
-    return len(a) if device_of(a) == "cuda" else max(1, CHUNK_BYTES // max(1, a[:1].nbytes))
-
-
-def _in_runs(fn, *arrays):
-    """``fn(*runs)`` for each cache-sized run of images (about ``CHUNK_BYTES`` of the first
-    array) of the arrays, in order: a chain of elementwise operations on a run stays in the
-    core's cache instead of sweeping main memory once per operation. A GPU takes them whole."""
-    n, step = len(arrays[0]), _run_length(arrays[0])
-    for start in range(0, n, step):
-        fn(*[a[start:start + step] for a in arrays])
 
 
 def _channel_dot(a, b):
@@ -65,7 +50,8 @@ class BatchNorm(Function):
     ``var * m / (m - 1)`` for ``running_var``.
 
     **Eval mode**: ``mu`` and ``var`` are the running statistics, constants, so
-    ``gx = gamma * s * gy``.
+    ``gx = gamma * s * gy``, and the forward is one multiply-add, ``y = a * x + c`` with
+    ``a = gamma * s`` and ``c = beta - mu * a``.
 
     Backward keeps ``xhat``, ``s`` and ``gamma`` (not ``x``).
 
@@ -110,16 +96,26 @@ class BatchNorm(Function):
             mu, var = self.running_mean, self.running_var
         s = 1 / xp.sqrt(var + self.eps)
         mu, s, g, b = (a.reshape(shape) for a in (mu, s, gamma, beta))
+        # Eval: mu and s are constants, so y = gamma * (x - mu) * s + beta = a * x + c, one
+        # multiply and one add per element, as PyTorch's inference does; xhat is made only when
+        # a backward will want it (for ggamma).
+        a = g * s
+        c = None if self.training else b - mu * a
 
-        def normalise(x, h, out):  # (eval: xhat = x - mu), xhat *= s, y = gamma * xhat + beta
-            if not self.training:
-                xp.subtract(x, mu, out=h)
-            h *= s
-            xp.multiply(h, g, out=out)
-            out += b
+        def normalise(x, h, out):  # train: xhat *= s, y = gamma * xhat + beta; eval: y = a x + c
+            if self.training:
+                h *= s
+                xp.multiply(h, g, out=out)
+                out += b
+            else:
+                if keep:
+                    xp.subtract(x, mu, out=h)
+                    h *= s
+                xp.multiply(x, a, out=out)
+                out += c
             if self.relu:  # then max(y, 0), fused
                 xp.maximum(out, 0, out=out)
-        map_batch_parts(lambda part: _in_runs(normalise, x[part], xhat[part], y[part]), x)
+        map_batch_parts(lambda part: in_runs(normalise, x[part], xhat[part], y[part]), x)
         s = s.reshape(-1)
         if keep:  # with the ReLU, its mask is y > 0: y itself is kept (the next conv keeps it)
             self.save_for_backward(xhat, s, gamma, y if self.relu else None)
@@ -162,8 +158,8 @@ class BatchNorm(Function):
             if not self.training:  # constant statistics: gx = scale * gy
                 xp.multiply(up, scale, out=g)
                 return
-            t = empty(xp, (min(len(g), _run_length(g)),) + g.shape[1:], g.dtype)
-            _in_runs(lambda g, h, up: run(g, h, up, t[:len(g)]), g, h, up)
+            t = empty(xp, (min(len(g), run_length(g)),) + g.shape[1:], g.dtype)
+            in_runs(lambda g, h, up: run(g, h, up, t[:len(g)]), g, h, up)
         map_batch_parts(input_grad, gy)
         return gx, ggamma, gbeta
 

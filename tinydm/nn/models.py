@@ -58,7 +58,7 @@ class BasicBlock(Module):
     def forward(self, x: Tensor) -> Tensor:
         out = self.bn1(self.conv1(x), relu=True)  # relu(bn1(...)) as one op
         out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
+        return F.add_relu(out, self.shortcut(x))  # relu(out + shortcut) as one op
 
     def shortcut(self, x):
         if self.downsample is not None:

@@ -59,7 +59,7 @@ class AddReLU(Function):
         xp = get_array_module(a, b)
         keep = any(self.needs_input_grad)
         mask = empty(xp, shape, bool) if keep else None
-        if shape != a.shape or shape != b.shape or not shape:  # broadcasting: whole arrays
+        if shape != a.shape or shape != b.shape or not shape:  # broadcast, or 0-d: whole arrays
             y = pooled_add(a, b, shape)
             if mask is not None:
                 xp.greater(y, 0, out=mask)

@@ -99,8 +99,9 @@ class BatchNorm(Function):
         # Eval: mu and s are constants, so y = gamma * (x - mu) * s + beta = a * x + c, one
         # multiply and one add per element, as PyTorch's inference does; xhat is made only when
         # a backward will want it (for ggamma).
-        a = g * s
-        c = None if self.training else b - mu * a
+        if not self.training:
+            a = g * s
+            c = b - mu * a
 
         def normalise(x, h, out):  # train: xhat *= s, y = gamma * xhat + beta; eval: y = a x + c
             if self.training:

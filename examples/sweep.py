@@ -5,6 +5,7 @@
     python examples/sweep.py GRID.toml --ray auto            # the Ray cluster this machine is in
     python examples/sweep.py GRID.toml --ray auto --device cuda   # one GPU per cell
     python examples/sweep.py GRID.toml --report-only         # tables and heat maps of what is done
+    python examples/sweep.py GRID.toml --status              # which cells are done, running, left
 
 A grid file names the experiment (imdb or cifar), the settings every cell shares and the axes:
 
@@ -65,6 +66,10 @@ def main(argv=None):
     parser.add_argument("--force", action="store_true", help="run cells that are already saved")
     parser.add_argument("--report-only", action="store_true",
                         help="run nothing: write the report of the saved cells")
+    parser.add_argument("--status", action="store_true",
+                        help="run nothing: list the cells that are running, stopped (resumed by "
+                             "the next run) or to run, and the time left on --workers lanes "
+                             "(default: the cells running now, at least 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
@@ -74,6 +79,12 @@ def main(argv=None):
         parser.error(str(e))
     name = os.path.splitext(os.path.basename(args.grid))[0]
     out = args.out or os.path.join("runs", f"sweep-{name}")
+    if args.status:
+        statuses = sweep.cell_status(grid, out, data_dir=args.data_dir, cache_dir=args.cache_dir,
+                                     download=not args.no_download)
+        lanes = args.workers or max(1, sum(s.state == "running" for s in statuses))
+        print("\n".join(sweep.status_lines(statuses, lanes)))
+        return
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
     result = sweep.run(grid, out, data_dir=args.data_dir, cache_dir=args.cache_dir,
                        download=not args.no_download, workers=args.workers,

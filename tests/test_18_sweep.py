@@ -6,7 +6,9 @@ import csv
 import importlib.util
 import json
 import pathlib
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -365,3 +367,66 @@ def test_the_protocol_m_grid_is_the_protocol_of_the_committed_records():
     for path in records:
         settings = adapter.settings_of(runner.read_record(path, "cifar"))
         assert any(j.settings == settings for j in jobs), f"{path.name}: no cell of the grid"
+
+
+# ----------------------------------------------------------------------------------------------
+# Where a sweep stands (--status)
+# ----------------------------------------------------------------------------------------------
+STATUS_GRID = {"experiment": "cifar", "fixed": {"dataset": "synthetic", "iterations": 40,
+                                                "loss": "dm", "noise_rate": 0.4},
+               "axes": {"lam": [0, 0.5, 1, 2], "beta": [2], "seed": [1]}}
+
+
+def fake_record(job, status, done, wall):
+    """A record of ``job`` as the runner writes it, with only what the status reads."""
+    return {"format": runner.RECORD_FORMAT, "experiment": "cifar", "status": status,
+            "config": job.settings,
+            "timing": {"iterations_done": done, "wall_seconds": wall}}
+
+
+def test_status_tells_done_running_stopped_and_to_run_cells(tmp_path, capsys):
+    from tinydm import files
+
+    grid = sweep.Grid.from_dict(STATUS_GRID)
+    done, running, stopped, fresh = sweep.plan(grid)
+    (tmp_path / "cells").mkdir()
+    files.write_json(sweep.record_path(tmp_path, done), fake_record(done, "done", 40, 80.0))
+    for job, iterations in ((running, 30), (stopped, 10)):  # checkpointed, record rewritten
+        files.write_json(tmp_path / "work" / job.name / "results.json",
+                         fake_record(job, "running", iterations, 3.0 * iterations))
+    holder = files.lock_folder(tmp_path / "work" / running.name)  # a live process runs it
+    try:
+        lock_before = (tmp_path / "work" / running.name / files.LOCK_NAME).read_text()
+        statuses = sweep.cell_status(grid, tmp_path)
+        assert (tmp_path / "work" / running.name / files.LOCK_NAME).read_text() == lock_before
+        assert not (tmp_path / "work" / stopped.name / files.LOCK_NAME).exists()
+        assert [(s.job, s.state, s.iterations_done, s.iterations_left) for s in statuses] == [
+            (done, "done", 40, 0), (running, "running", 30, 10), (stopped, "stopped", 10, 30),
+            (fresh, "to run", 0, 40)]
+        assert statuses[1].holder == f"pid {os.getpid()} on host {socket.gethostname()}"
+        # (80 + 90 + 30) s over 40 + 30 + 10 iterations; 10 + 30 + 40 left, on 2 lanes
+        assert sweep.seconds_per_iteration(statuses) == pytest.approx(2.5)
+        lines = sweep.status_lines(statuses, lanes=2)
+        assert lines[-2] == "4 cells: 1 done, 1 running, 1 stopped, 1 to run"
+        assert lines[-1].startswith(f"80 iterations left: about {80 * 2.5 / 2 / 3600:.1f} h on "
+                                    "2 lane(s) at 2.50 s per iteration")
+        assert f"| {running.name} | running (pid {os.getpid()}" in "\n".join(lines)
+        assert done.name not in "\n".join(lines)
+
+        cli = importlib.util.module_from_spec(
+            spec := importlib.util.spec_from_file_location("sweep_cli", ROOT / "examples" /
+                                                           "sweep.py"))
+        spec.loader.exec_module(cli)
+        path = tmp_path / "grid.toml"
+        path.write_text('experiment = "cifar"\n[fixed]\ndataset = "synthetic"\niterations = 40\n'
+                        'loss = "dm"\nnoise_rate = 0.4\n'
+                        '[axes]\nlam = [0, 0.5, 1, 2]\nbeta = [2]\nseed = [1]\n')
+        cli.main([str(path), "--out", str(tmp_path), "--status"])  # lanes: the running cells
+        out = capsys.readouterr().out
+        assert "on 1 lane(s)" in out and f"| {stopped.name} | stopped | 10 of 40 |" in out
+        assert not (tmp_path / "sweep.md").exists()  # it runs and writes nothing
+    finally:
+        holder.close()
+    assert sweep.cell_status(grid, tmp_path)[1].state == "stopped"  # the holder is gone
+    with pytest.raises(ValueError, match="lanes must be a positive integer, got 0"):
+        sweep.status_lines(statuses, lanes=0)

@@ -95,3 +95,19 @@ def lock_folder(folder):
     handle.write(f"pid {os.getpid()} on host {socket.gethostname()}\n")
     handle.flush()
     return handle
+
+
+def lock_holder(folder):
+    """Who holds the lock of :func:`lock_folder` on ``folder`` now: the holder's line ("pid ...
+    on host ...") while a live process holds it, else None. Only looks: the lock is tried in
+    shared mode and let go at once, and the lock file is neither created nor written."""
+    path = Path(folder).expanduser() / LOCK_NAME
+    if fcntl is None or not path.exists():
+        return None
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return handle.read().strip() or "unknown"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None

@@ -51,7 +51,8 @@ reported (log, ``Sweep.failed``, the report) and never dropped silently.
 
 The package: :mod:`~.grid` (the grid file and its checks), :mod:`~.cells` (one adapter per
 experiment, the jobs of a grid, their records), :mod:`~.execute` (one cell in a worker, the local
-pool, Ray, :func:`run`), :mod:`~.report` (tables, CSV and heat maps).
+pool, Ray, :func:`run`), :mod:`~.report` (tables, CSV and heat maps), :mod:`~.status` (where a
+running or stopped sweep stands: each cell done, running, stopped or to run, and the time left).
 
 Workers: the local pool has one process per core, each cell on one thread (the experiments'
 networks are small: one run per core is the fastest use of the cores, docs/results.md); worker
@@ -66,9 +67,11 @@ from .grid import (ATTEMPTS, LOSS_PARAMETERS, SEED, TABLE_AXES, TITLE_SETTINGS, 
                    load_grid, loss_parameters)
 from .report import (CSV_COLUMNS, group_slug, group_title, markdown_table, summarise,
                      write_report)
+from .status import STATES, CellStatus, cell_status, seconds_per_iteration, status_lines
 
-__all__ = ["ADAPTERS", "ATTEMPTS", "CSV_COLUMNS", "CifarCells", "Grid", "ImdbCells", "Job",
-           "LOSS_PARAMETERS", "LocalPool", "RayCluster", "SEED", "Sweep", "TABLE_AXES",
-           "TITLE_SETTINGS", "accuracy", "applicable", "digest", "get_adapter", "group_slug",
-           "group_title", "load_grid", "load_record", "loss_parameters", "markdown_table", "plan",
-           "record_path", "run", "run_cell", "summarise", "write_report"]
+__all__ = ["ADAPTERS", "ATTEMPTS", "CSV_COLUMNS", "CellStatus", "CifarCells", "Grid",
+           "ImdbCells", "Job", "LOSS_PARAMETERS", "LocalPool", "RayCluster", "SEED", "STATES",
+           "Sweep", "TABLE_AXES", "TITLE_SETTINGS", "accuracy", "applicable", "cell_status",
+           "digest", "get_adapter", "group_slug", "group_title", "load_grid", "load_record",
+           "loss_parameters", "markdown_table", "plan", "record_path", "run", "run_cell",
+           "seconds_per_iteration", "status_lines", "summarise", "write_report"]

@@ -29,6 +29,8 @@ class ImdbCells:
     ``loss`` is the method; DM's lam and beta default to the row's paper values."""
 
     name = "imdb"
+    #: a cell's settings, hence its record's name, hold the features' fingerprint
+    names_depend_on_data = True
 
     def __init__(self):
         from .. import imdb
@@ -80,6 +82,11 @@ class ImdbCells:
         shutil.rmtree(work_dir, ignore_errors=True)
         return record
 
+    @staticmethod
+    def partial_record(work_dir):
+        """None: an IMDB cell (minutes) keeps no record of its progress while it runs."""
+        return None
+
 
 class CifarCells:
     """CIFAR (:mod:`tinydm.experiments.cifar`): a cell is one ``cifar.run`` of a
@@ -89,6 +96,7 @@ class CifarCells:
     record is returned. CIFAR-10/100 are loaded once, by the driver, from ``data_dir``."""
 
     name = "cifar"
+    names_depend_on_data = False
     #: Config fields that say where files are, not what is computed: not part of the settings.
     PLACES = ("out_dir", "data_dir", "download")
 
@@ -133,6 +141,14 @@ class CifarCells:
                                 named_out_dir=f"work/{Path(work_dir).name}")
         shutil.rmtree(work_dir, ignore_errors=True)
         return record
+
+    def partial_record(self, work_dir):
+        """The record a running cell keeps in its work folder (rewritten at each checkpoint:
+        its iterations and wall time so far), or None where there is none."""
+        try:
+            return runner.read_record(Path(work_dir) / self.cifar.RESULTS, self.name)
+        except (OSError, ValueError):
+            return None
 
 
 ADAPTERS = {"imdb": ImdbCells, "cifar": CifarCells}  # one per grid.EXPERIMENTS (tested)

@@ -15,6 +15,11 @@ import time
 
 import numpy as np
 import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 from conftest import ROOT, blobs, checkout_env
 
 from tinydm.experiments import imdb, runner, sweep
@@ -430,3 +435,135 @@ def test_status_tells_done_running_stopped_and_to_run_cells(tmp_path, capsys):
     assert sweep.cell_status(grid, tmp_path)[1].state == "stopped"  # the holder is gone
     with pytest.raises(ValueError, match="lanes must be a positive integer, got 0"):
         sweep.status_lines(statuses, lanes=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Cells that validation chooses (chosen_from): the grid runs its own choice
+# ----------------------------------------------------------------------------------------------
+CHOSEN_TOML = '''experiment = "cifar"
+[fixed]
+dataset = "synthetic"
+synthetic_sizes = [64, 16]
+synthetic_image_size = 8
+depth = 8
+batch_size = 8
+iterations = 20
+eval_every = 10
+log_every = 10
+val_fraction = 0.25
+loss = "dm"
+noise_rate = 0.4
+
+[[subgrid]]                 # the candidates
+lam = [0, 1]
+beta = [2, 4]
+seed = [1]
+
+[[subgrid]]                 # the one that validation picks, on two more seeds
+seed = [2, 3]
+chosen_from = { seed = 1 }
+
+[[subgrid]]                 # a cell after it in the file, not a candidate (seed 4)
+lam = [2]
+beta = [8]
+seed = [4]
+'''
+
+
+def test_a_chosen_cell_runs_the_candidate_best_by_validation_once_they_are_done(tmp_path):
+    from tinydm.experiments.cifar import seeds as cifar_seeds
+
+    path = tmp_path / "grid.toml"
+    path.write_text(CHOSEN_TOML)
+    grid = sweep.load_grid(path)
+    jobs = sweep.plan(grid)
+    choices = sweep.plan_choices(grid, jobs)
+    assert len(jobs) == 5 and len(choices) == 2
+    assert [c.choice.among for c in choices] == [{"seed": 1}] * 2
+    assert [c.place for c in choices] == [4, 4]  # after the four candidates, before lam = 2
+    assert [j.name for j in choices[0].candidates] == [j.name for j in jobs[:4]]
+    assert choices[0].label.endswith("seed=2, lam and beta chosen by validation")
+    lines = []
+    result = sweep.run(grid, tmp_path / "out", workers=1, log=lines.append, progress=False)
+    assert lines[0].startswith("cifar sweep: 7 cells (2 chosen by validation), 0 already in")
+    assert result.failed == {} and result.trained == 7 and len(result.jobs) == 7
+    scores = {j.name: cifar_seeds.best_validation(result.records[j.name])[0] for j in jobs[:4]}
+    best = next(j for j in jobs[:4] if scores[j.name] == max(scores.values()))  # the first best
+    picked = result.jobs[5:]
+    assert [j.cell for j in picked] == [{**best.cell, "seed": s} for s in (2, 3)]
+    assert all(result.records[j.name]["config"]["seed"] == s for j, s in zip(picked, (2, 3)))
+    # one lane runs the cells in the file's order: the chosen ones before lam = 2
+    finished = [line.split("] ", 1)[1].split(":", 1)[0] for line in lines if line.startswith("[")]
+    assert finished == [j.name for j in jobs[:4]] + [j.name for j in picked] + [jobs[4].name]
+    # run again: everything is found, the choice made again from the records
+    again = sweep.run(grid, tmp_path / "out", workers=1, log=lines.append, progress=False)
+    assert (again.trained, again.skipped) == (0, 7)
+    assert [j.name for j in again.jobs] == [j.name for j in result.jobs]
+    statuses = sweep.cell_status(grid, tmp_path / "out")
+    assert [s.state for s in statuses] == ["done"] * 7
+
+
+def test_a_chosen_cell_waits_for_its_candidates_and_says_why_it_did_not_run(tmp_path):
+    path = tmp_path / "grid.toml"
+    path.write_text(CHOSEN_TOML)
+    grid = sweep.load_grid(path)
+    out = tmp_path / "out"
+    statuses = sweep.cell_status(grid, out)
+    assert [s.state for s in statuses] == ["to run"] * 7
+    assert statuses[4].note == "waits for 4 candidate(s)"
+    assert "chosen by validation | to run (waits for 4 candidate(s)) | 0 of 20 |" in \
+        "\n".join(sweep.status_lines(statuses))
+    # a candidate that cannot run (a batch larger than its training set) fails twice: the
+    # chosen cells are then reported, not run, and not dropped silently
+    head = CHOSEN_TOML.split("[[subgrid]]")[0].replace("batch_size = 8\n", "")
+    path.write_text(head + "[[subgrid]]\nlam = [0]\nbeta = [2]\nseed = [1]\nbatch_size = [8]\n"
+                    "[[subgrid]]\nlam = [1]\nbeta = [4]\nseed = [1]\nbatch_size = [999]\n"
+                    "[[subgrid]]\nseed = [2, 3]\nchosen_from = { seed = 1 }\n")
+    grid = sweep.load_grid(path)
+    lines = []
+    result = sweep.run(grid, out, workers=1, log=lines.append, progress=False)
+    (bad,) = [j for j in sweep.plan(grid) if j.cell["batch_size"] == 999]
+    waiting = [k for k in result.failed if "chosen by validation" in k]
+    assert result.trained == 1 and bad.name in result.failed and len(waiting) == 2
+    assert all(f"1 of its candidates did not finish: {bad.name}" in result.failed[k]
+               for k in waiting)
+    assert sum("candidate(s) did not finish" in line for line in lines) == 2
+
+
+@pytest.mark.parametrize("text, message", [
+    ("seed = [2, 3]\nchosen_from = { seed = [1] }", r"chosen_from.seed must be one value"),
+    ("seed = [2, 3]\nchosen_from = { lam = 0 }", r"can only differ from the chosen cells in a "
+                                                 r"setting of the subgrid \(seed\)"),
+    ("seed = [2, 3]\nchosen_from = { seed = 9 }", r"no cell of the grid is a candidate"),
+    ("seed = [2, 3]\nchosen_from = 1", r"chosen_from must be a table of name = value"),
+])
+def test_chosen_from_errors_name_what_is_wrong(text, message):
+    grid_text = CHOSEN_TOML.replace("seed = [2, 3]\nchosen_from = { seed = 1 }", text)
+    with pytest.raises(ValueError, match=message):
+        sweep.plan_choices(sweep.Grid.from_dict(tomllib.loads(grid_text)),
+                           sweep.plan(sweep.Grid.from_dict(tomllib.loads(grid_text))))
+
+
+def test_chosen_from_needs_an_experiment_with_a_validation_split():
+    grid = sweep.Grid("imdb", {"loss": "dm", "noise_rate": 0.4},
+                      subgrids=({"lam": [0, 1], "seed": [1]}, {"seed": [2], "chosen_from":
+                                                                {"seed": 1}}))
+    with pytest.raises(ValueError, match="imdb runs have none"):
+        sweep.plan_choices(grid, sweep.plan(grid))
+
+
+def test_chosen_cells_on_ray_give_the_records_of_the_pool(tmp_path):
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'tinydm[ray]')")
+    path = tmp_path / "grid.toml"
+    path.write_text(CHOSEN_TOML)
+    grid = sweep.load_grid(path)
+    pool = sweep.run(grid, tmp_path / "pool", workers=2, log=None, progress=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        result = sweep.run(grid, tmp_path / "ray", ray="auto", log=None, progress=False)
+    finally:
+        ray.shutdown()
+    assert (result.trained, result.failed) == (7, {})
+    assert [j.name for j in result.jobs] == [j.name for j in pool.jobs]
+    assert {n: comparable(r) for n, r in result.records.items()} == \
+        {n: comparable(r) for n, r in pool.records.items()}

@@ -197,6 +197,16 @@ def runs_table(groups):
     return "\n".join(lines + ["", "```", *commands, "```"])
 
 
+def best_validation(run, what="cifar"):
+    """``(best validation accuracy over the run's evaluations, its iteration, the last one)``,
+    the first of equal bests; ValueError naming ``what`` if the run has no validation split."""
+    evals = [e for e in run["history"]["evals"] if e.get("val_accuracy") is not None]
+    if not evals:
+        raise ValueError(f"{what} has no validation split (val_per_class or val_fraction)")
+    best = max(evals, key=lambda e: e["val_accuracy"])  # the first of equal ones
+    return best["val_accuracy"], best["iteration"], evals[-1]["val_accuracy"]
+
+
 def validation_choice(groups, candidates, seed):
     """Choose among the ``candidates`` (method labels) the one whose run with ``seed`` has the
     highest best validation accuracy (over its evaluations), on finished runs only: the test
@@ -208,13 +218,8 @@ def validation_choice(groups, candidates, seed):
         run = groups.get(label, {}).get(seed)
         if run is None:
             continue
-        evals = [e for e in run["history"]["evals"] if e.get("val_accuracy") is not None]
-        if not evals:
-            raise ValueError(f"cifar seeds: the run of {label} with seed {seed} has no "
-                             f"validation split (val_per_class or val_fraction)")
-        best = max(evals, key=lambda e: e["val_accuracy"])  # the first of equal ones
-        scores[label] = (best["val_accuracy"], best["iteration"], evals[-1]["val_accuracy"],
-                         run["status"])
+        scores[label] = (*best_validation(run, f"cifar seeds: the run of {label} with seed "
+                                               f"{seed}"), run["status"])
     ready = bool(candidates) and len(scores) == len(candidates) and \
         all(s[3] == "done" for s in scores.values())
     chosen = max(scores, key=lambda k: scores[k][0]) if ready else None

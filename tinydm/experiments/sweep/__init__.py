@@ -38,6 +38,11 @@ A setting is any name the experiment's adapter knows (:class:`ImdbCells`, :class
 parameter is dropped from the cells whose loss does not take it, so ``loss = ["cce", "dm"]``
 with lam and beta axes runs CCE once per seed, not once per (lam, beta).
 
+A subgrid with ``chosen_from = { seed = 123 }`` (CIFAR, with a validation split) gives cells
+that validation chooses (:class:`~.grid.Choice`): each takes its other settings (lam, beta)
+from the best by validation accuracy of the grid's cells that have its settings with seed 123
+instead, and runs once those are done (:func:`~.cells.resolve`; docs/sweeps.md).
+
 Cells, records, resuming
 ------------------------
 Each cell becomes a :class:`Job`: its settings as the experiment records them, and a name made of
@@ -60,18 +65,19 @@ processes exit when their parent dies. With ``ray=ADDRESS`` the same cells run a
 (``num_cpus=threads``, ``num_gpus=1`` on cuda); Ray is imported only then.
 """
 
-from .cells import (ADAPTERS, CifarCells, ImdbCells, Job, accuracy, digest, get_adapter,
-                    load_record, plan, record_path)
+from .cells import (ADAPTERS, Chosen, CifarCells, ImdbCells, Job, accuracy, digest, get_adapter,
+                    in_order, load_record, plan, plan_choices, record_path, resolve)
 from .execute import LocalPool, RayCluster, Sweep, run, run_cell
-from .grid import (ATTEMPTS, LOSS_PARAMETERS, SEED, TABLE_AXES, TITLE_SETTINGS, Grid, applicable,
-                   load_grid, loss_parameters)
+from .grid import (ATTEMPTS, CHOSEN_FROM, LOSS_PARAMETERS, SEED, TABLE_AXES, TITLE_SETTINGS,
+                   Choice, Grid, applicable, load_grid, loss_parameters)
 from .report import (CSV_COLUMNS, group_slug, group_title, markdown_table, summarise,
                      write_report)
 from .status import STATES, CellStatus, cell_status, seconds_per_iteration, status_lines
 
-__all__ = ["ADAPTERS", "ATTEMPTS", "CSV_COLUMNS", "CellStatus", "CifarCells", "Grid",
-           "ImdbCells", "Job", "LOSS_PARAMETERS", "LocalPool", "RayCluster", "SEED", "STATES",
-           "Sweep", "TABLE_AXES", "TITLE_SETTINGS", "accuracy", "applicable", "cell_status",
-           "digest", "get_adapter", "group_slug", "group_title", "load_grid", "load_record",
-           "loss_parameters", "markdown_table", "plan", "record_path", "run", "run_cell",
-           "seconds_per_iteration", "status_lines", "summarise", "write_report"]
+__all__ = ["ADAPTERS", "ATTEMPTS", "CHOSEN_FROM", "CSV_COLUMNS", "CellStatus", "Choice", "Chosen",
+           "CifarCells", "Grid", "ImdbCells", "Job", "LOSS_PARAMETERS", "LocalPool", "RayCluster",
+           "SEED", "STATES", "Sweep", "TABLE_AXES", "TITLE_SETTINGS", "accuracy", "applicable",
+           "cell_status", "digest", "get_adapter", "group_slug", "group_title", "in_order",
+           "load_grid", "load_record", "loss_parameters", "markdown_table", "plan",
+           "plan_choices", "record_path", "resolve", "run", "run_cell", "seconds_per_iteration",
+           "status_lines", "summarise", "write_report"]

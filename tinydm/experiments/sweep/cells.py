@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import runner
-from .grid import LOSS_PARAMETERS, applicable, split_loss_parameters
+from .grid import LOSS_PARAMETERS, Choice, applicable, split_loss_parameters
 
 
 def _unknown_settings(experiment, unknown, known):
@@ -142,6 +142,11 @@ class CifarCells:
         shutil.rmtree(work_dir, ignore_errors=True)
         return record
 
+    def validation_score(self, record, name="a cell"):
+        """What a choice (``chosen_from``) maximises: the best validation accuracy of a finished
+        cell over its evaluations, as ``examples/cifar_report.py --choose`` reads it."""
+        return self.cifar.seeds.best_validation(record, f"cifar sweep: {name}")[0]
+
     def partial_record(self, work_dir):
         """The record a running cell keeps in its work folder (rewritten at each checkpoint:
         its iterations and wall time so far), or None where there is none."""
@@ -190,22 +195,88 @@ class Job:
     settings: dict
 
 
+def _job(grid, cell, data=None):
+    """The job of one cell: its applicable settings, named by the grid's varying settings."""
+    cell = applicable(cell)
+    settings = get_adapter(grid.experiment).settings(cell, data)
+    words = [f"{k}={text(cell[k])}" for k in grid.varying if k in cell]
+    return Job("_".join([*words, digest(settings)]), cell, settings)
+
+
 def plan(grid, data=None):
-    """The jobs of a grid, in the grid's order, one per distinct settings. Every cell is checked
-    here (a clear error before any run); ``data`` completes settings that depend on it (the
-    IMDB features' fingerprint)."""
-    adapter = get_adapter(grid.experiment)
+    """The jobs of a grid, in the grid's order, one per distinct settings (not those that
+    validation chooses: :func:`plan_choices`). Every cell is checked here (a clear error before
+    any run); ``data`` completes settings that depend on it (the IMDB features' fingerprint)."""
     jobs, seen = [], set()
     for cell in grid.cells():
-        cell = applicable(cell)
-        settings = adapter.settings(cell, data)
-        key = digest(settings)
-        if key in seen:
-            continue
-        seen.add(key)
-        words = [f"{k}={text(cell[k])}" for k in grid.varying if k in cell]
-        jobs.append(Job("_".join([*words, key]), cell, settings))
+        job = _job(grid, cell, data)
+        if job.name not in seen:
+            seen.add(job.name)
+            jobs.append(job)
     return jobs
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """A cell whose settings validation chooses (:class:`~.grid.Choice`), in a plan of ``jobs``
+    (:func:`plan`): the ``candidates`` (jobs) it chooses among and its ``place``, the number of
+    the plan's jobs listed before it (it runs after them, once its candidates are done)."""
+
+    choice: Choice
+    candidates: tuple
+    place: int
+    label: str  # its settings known before the choice, and those chosen
+
+
+def plan_choices(grid, jobs, data=None):
+    """The :class:`Chosen` cells of a grid whose plan is ``jobs``, in the file's order; a clear
+    error when a choice has no candidate or the experiment keeps no validation accuracy."""
+    choices = grid.choices()
+    if not choices:
+        return []
+    adapter = get_adapter(grid.experiment)
+    if not hasattr(adapter, "validation_score"):
+        raise ValueError(f"{grid.experiment} sweep: a subgrid with chosen_from needs runs with a "
+                         f"validation split; {grid.experiment} runs have none")
+    places, seen = [], set()  # jobs of the plan made from the first n cells of the grid
+    for cell in grid.cells():
+        seen.add(_job(grid, cell, data).name)
+        places.append(len(seen))
+    found = []
+    for choice in choices:
+        candidates = tuple(j for j in jobs if choice.matches(j.cell))
+        if not candidates:
+            among = ", ".join(f"{k} = {text(v)}" for k, v in choice.among.items())
+            raise ValueError(f"sweep grid: no cell of the grid is a candidate of the chosen "
+                             f"cell {choice.cell} (its settings with {among})")
+        for candidate in candidates:  # what it may become is checked now too
+            _job(grid, {**candidate.cell, **choice.cell}, data)
+        cell = applicable(choice.cell)
+        chosen = sorted({k for c in candidates for k in c.cell} - set(cell), key=grid.varying.index)
+        label = "_".join(f"{k}={text(cell[k])}" for k in grid.varying if k in cell)
+        found.append(Chosen(choice, candidates, places[choice.after - 1] if choice.after else 0,
+                            f"{label}, {' and '.join(chosen) or 'nothing'} chosen by validation"))
+    return found
+
+
+def in_order(jobs, chosen):
+    """The jobs of a plan and its :class:`Chosen` cells in the grid file's order."""
+    for i in range(len(jobs) + 1):
+        yield from (c for c in chosen if c.place == i)
+        if i < len(jobs):
+            yield jobs[i]
+
+
+def resolve(grid, chosen, records, data=None):
+    """The job of a :class:`Chosen` cell once every candidate has a finished record in
+    ``records`` (by job name): its settings with those of the candidate whose record has the
+    best validation score (:meth:`CifarCells.validation_score`; the first of equal ones, in the
+    grid's order); None while a candidate has none."""
+    if any(c.name not in records for c in chosen.candidates):
+        return None
+    score = get_adapter(grid.experiment).validation_score
+    best = max(chosen.candidates, key=lambda c: score(records[c.name], c.name))
+    return _job(grid, {**best.cell, **chosen.choice.cell}, data)
 
 
 def record_path(out_dir, job):

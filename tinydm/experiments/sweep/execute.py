@@ -18,7 +18,8 @@ from pathlib import Path
 
 from ... import backend
 from ...files import write_json
-from .cells import accuracy, get_adapter, load_record, plan, record_path
+from .cells import (Chosen, accuracy, get_adapter, in_order, load_record, plan, plan_choices,
+                    record_path, resolve)
 from .grid import ATTEMPTS, Grid
 from .report import first_line_of_error
 
@@ -84,21 +85,32 @@ class LocalPool:
     def __exit__(self, *exc):
         return False
 
-    def results(self, experiment, jobs, data, work_dir):
-        """Yield ``(job, outcome of run_cell)`` as the cells finish."""
+    def results(self, experiment, feed, data, work_dir, size):
+        """Yield ``(job, outcome of run_cell)`` as the cells finish, ``workers`` at a time:
+        ``feed()`` gives the next job to start (None: none is ready), asked whenever a worker
+        is free, after the caller has handled the last outcome; ``size``: at most that many
+        jobs will come."""
         context = mp.get_context("spawn")
-        pool = cf.ProcessPoolExecutor(min(self.workers, len(jobs)), mp_context=context,
+        pool = cf.ProcessPoolExecutor(min(self.workers, size), mp_context=context,
                                       initializer=_init_worker, initargs=(data, os.getpid()))
+        futures = {}
+
+        def fill():
+            while len(futures) < self.workers and (job := feed()) is not None:
+                futures[pool.submit(_pool_cell, experiment, job.settings,
+                                    str(Path(work_dir) / job.name), self.threads)] = job
         try:
-            futures = {pool.submit(_pool_cell, experiment, job.settings,
-                                   str(Path(work_dir) / job.name), self.threads): job
-                       for job in jobs}
-            for future in cf.as_completed(futures):
-                try:
-                    outcome = future.result()
-                except Exception as e:  # the worker died (BrokenProcessPool): the cell failed
-                    outcome = {"error": f"{type(e).__name__}: {e}", "host": platform.node()}
-                yield futures[future], outcome
+            fill()
+            while futures:
+                finished, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
+                for future in finished:
+                    job = futures.pop(future)
+                    try:
+                        outcome = future.result()
+                    except Exception as e:  # the worker died (BrokenProcessPool): it failed
+                        outcome = {"error": f"{type(e).__name__}: {e}", "host": platform.node()}
+                    yield job, outcome
+                fill()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -141,27 +153,80 @@ class RayCluster:
             self.ray.shutdown()
         return False
 
-    def results(self, experiment, jobs, data, work_dir):
+    def results(self, experiment, feed, data, work_dir, size):
+        """As :meth:`LocalPool.results`, every ready job submitted at once (Ray queues them on
+        the cluster's free CPUs)."""
         ray = self.ray
         task = ray.remote(run_cell).options(num_cpus=self.threads, num_gpus=self.gpus,
                                             max_retries=0)  # the sweep retries, as on the pool
         shared = ray.put(data)
-        refs = {task.remote(experiment, job.settings, shared, str(Path(work_dir) / job.name),
-                            self.threads): job for job in jobs}
-        waiting = list(refs)
+        refs = {}
+
+        def fill():
+            while (job := feed()) is not None:
+                refs[task.remote(experiment, job.settings, shared,
+                                 str(Path(work_dir) / job.name), self.threads)] = job
         try:
-            while waiting:
-                ready, waiting = ray.wait(waiting, num_returns=1)
+            fill()
+            while refs:
+                ready, _ = ray.wait(list(refs), num_returns=1)
                 for ref in ready:
+                    job = refs.pop(ref)
                     try:
                         outcome = ray.get(ref)
                     except Exception as e:  # the task's worker or node died
                         outcome = {"error": f"{type(e).__name__}: {e}"}
-                    yield refs[ref], outcome
+                    yield job, outcome
+                fill()
         finally:
-            for ref in waiting:
+            for ref in refs:
                 ray.cancel(ref, force=True)
 
+
+class _Queue:
+    """The cells still to run, in the grid's order: ``entries``, jobs and the chosen cells
+    (:class:`~.cells.Chosen`) that become jobs once their candidates have records
+    (:func:`~.cells.resolve`); ``records`` by job name, those found in ``out_dir`` included
+    (none with ``force``), ``resolved`` the jobs the chosen cells became."""
+
+    def __init__(self, grid, out_dir, data, jobs, chosen, force=False):
+        self.grid, self.out_dir, self.data, self.force = grid, out_dir, data, force
+        self.records, self.chosen, self.resolved = {}, chosen, []
+        self.names = {j.name for j in jobs}  # a chosen cell may be one of these
+        self.entries = [e for e in in_order(jobs, chosen)
+                        if isinstance(e, Chosen) or self._found(e) is None]
+        self.settle()
+
+    def _found(self, job):
+        record = None if self.force else load_record(self.out_dir, job, self.grid.experiment)
+        if record is not None:
+            self.records[job.name] = record
+        return record
+
+    def settle(self):
+        """Make jobs of the chosen cells whose candidates all have records (dropping those
+        that are another cell, or already saved)."""
+        entries = []
+        for entry in self.entries:
+            if isinstance(entry, Chosen) and (job := resolve(self.grid, entry, self.records,
+                                                             self.data)) is not None:
+                new = job.name not in self.names
+                self.names.add(job.name)
+                if new:
+                    self.resolved.append(job)
+                if not new or self._found(job) is not None:
+                    continue
+                entry = job
+            entries.append(entry)
+        self.entries = entries
+
+    def next(self):
+        """The first job in order that can start now, taken off the queue; None if none can."""
+        self.settle()
+        for k, entry in enumerate(self.entries):
+            if not isinstance(entry, Chosen):
+                return self.entries.pop(k)
+        return None
 
 
 @dataclass
@@ -215,6 +280,7 @@ def run(grid, out_dir, data=None, data_dir=None, cache_dir=None, download=True, 
         raise ValueError(f"sweep: threads must be a positive integer, got {threads!r}")
     adapter = get_adapter(grid.experiment)
     jobs = plan(grid)  # every cell checked before any data is loaded
+    plan_choices(grid, jobs)
     out_dir = Path(out_dir)
     (out_dir / "cells").mkdir(parents=True, exist_ok=True)
     probe = out_dir / "cells" / f".probe{os.getpid()}"
@@ -228,52 +294,53 @@ def run(grid, out_dir, data=None, data_dir=None, cache_dir=None, download=True, 
     if data is None:
         data = adapter.load_data([j.settings for j in jobs], data_dir, cache_dir, download)
     jobs = plan(grid, data)
-    records = {}
-    for job in jobs:
-        record = None if force else load_record(out_dir, job, grid.experiment)
-        if record is not None:
-            records[job.name] = record
-    skipped = len(records)
-    todo = [j for j in jobs if j.name not in records] if train else []
-    log(f"{grid.experiment} sweep: {len(jobs)} cells, {skipped} already in {out_dir / 'cells'}"
-        + (f", {len(todo)} to run" if train else " (running none)"))
-    errors, attempts = {}, {}
+    queue = _Queue(grid, out_dir, data, jobs, plan_choices(grid, jobs, data), force)
+    skipped = len(queue.records)
+    todo = len(queue.entries) if train else 0
+    chosen = len(queue.chosen)
+    log(f"{grid.experiment} sweep: {len(jobs) + chosen} cells"
+        + (f" ({chosen} chosen by validation)" if chosen else "")
+        + f", {skipped} already in {out_dir / 'cells'}"
+        + (f", {todo} to run" if train else " (running none)"))
+    records, errors, attempts = queue.records, {}, {}
     if todo:
         with executor:
             log(f"running on {executor.describe()}")
-            bar = tqdm(total=len(todo), desc="sweep", disable=not progress, dynamic_ncols=True)
+            bar = tqdm(total=todo, desc="sweep", disable=not progress, dynamic_ncols=True)
 
             def say(line):
                 with tqdm.external_write_mode():  # the line above the bar, not through it
                     log(line)
 
-            for attempt in range(1, ATTEMPTS + 1):
-                if not todo:
-                    break
-                if attempt > 1:
-                    say(f"trying {len(todo)} failed cell(s) once more")
-                again = []
-                for job, outcome in executor.results(grid.experiment, todo, data,
-                                                     out_dir / "work"):
-                    attempts[job.name] = attempt
-                    if "error" in outcome:
-                        errors[job.name] = outcome["error"]
-                        again.append(job)
-                        say(f"FAILED (attempt {attempt} of {ATTEMPTS}) {job.name}: "
-                            f"{first_line_of_error(outcome['error'])}")
-                        continue
-                    record = {**outcome["record"], "sweep": {
-                        "name": job.name, "cell": job.cell, "attempts": attempt,
-                        "seconds": outcome["seconds"], "host": outcome["host"]}}
-                    write_json(record_path(out_dir, job), record)
-                    records[job.name] = record
-                    bar.update()
-                    say(_describe(len(records) - skipped, len(jobs) - skipped, job, record))
-                todo = again
+            for job, outcome in executor.results(grid.experiment, queue.next, data,
+                                                 out_dir / "work", todo):
+                attempt = attempts[job.name] = attempts.get(job.name, 0) + 1
+                if "error" in outcome:
+                    errors[job.name] = outcome["error"]
+                    if attempt < ATTEMPTS:
+                        queue.entries.append(job)  # tried once more, after the others
+                    say(f"FAILED (attempt {attempt} of {ATTEMPTS}) {job.name}: "
+                        f"{first_line_of_error(outcome['error'])}")
+                    continue
+                errors.pop(job.name, None)
+                record = {**outcome["record"], "sweep": {
+                    "name": job.name, "cell": job.cell, "attempts": attempt,
+                    "seconds": outcome["seconds"], "host": outcome["host"]}}
+                write_json(record_path(out_dir, job), record)
+                records[job.name] = record
+                bar.update()
+                say(_describe(len(records) - skipped, len(jobs) + chosen - skipped, job, record))
             bar.close()
-    failed = {j.name: errors[j.name] for j in todo}
+    failed = dict(errors)
     for name, error in failed.items():
         log(f"cell {name} failed {attempts[name]} times; last error:\n{error.rstrip()}")
+    if train:
+        for entry in queue.entries:  # chosen cells whose candidates did not all finish
+            waiting = [c.name for c in entry.candidates if c.name not in records]
+            failed[entry.label] = (f"not run: validation could not choose, {len(waiting)} of "
+                                   f"its candidates did not finish: {', '.join(waiting)}\n")
+            log(f"cell {entry.label} was not run: {len(waiting)} candidate(s) did not finish")
+    jobs = jobs + queue.resolved
     return Sweep(grid, jobs, records, trained=len(records) - skipped, skipped=skipped,
                  failed=failed, wall_time=time.perf_counter() - started)
 

@@ -35,6 +35,7 @@ def loss_parameters(name):
 #: Every parameter of every loss, each routed to the losses that take it.
 LOSS_PARAMETERS = tuple(dict.fromkeys(p for n in losses.NAMES for p in sorted(loss_parameters(n))))
 GRID_KEYS = ("experiment", "fixed", "axes", "subgrid")
+CHOSEN_FROM = "chosen_from"  # a subgrid whose other settings validation chooses (Choice)
 
 
 
@@ -69,15 +70,51 @@ def _check_axes(where, axes):
 
 
 @dataclass(frozen=True)
+class Choice:
+    """The cells of a subgrid with ``chosen_from``, one per combination of its values: ``cell``
+    (the fixed settings, the axes' and the subgrid's values, e.g. noise_rate 0.2, loss dm, seed
+    124) takes its other settings (lam, beta) from the best by validation of the grid's other
+    cells that have the cell's settings with those of ``among`` instead (seed 123): its
+    *candidates*. ``after``: how many of the grid's other cells come before it in the file, its
+    place in the order the cells run."""
+
+    cell: dict
+    among: dict
+    after: int
+
+    def matches(self, cell):
+        """Whether ``cell`` (a cell of the grid) is a candidate of this choice."""
+        return all(cell.get(k) == v for k, v in {**self.cell, **self.among}.items())
+
+
+def _check_chosen_from(where, among, sub):
+    if not isinstance(among, dict) or not among:
+        raise ValueError(f"sweep grid: {where}.{CHOSEN_FROM} must be a table of name = value "
+                         f"(the settings of the candidates, e.g. {{ seed = 123 }}), got {among!r}")
+    for name, value in among.items():
+        if name not in sub:
+            raise ValueError(f"sweep grid: {where}.{CHOSEN_FROM}.{name}: the candidates can only "
+                             f"differ from the chosen cells in a setting of the subgrid "
+                             f"({', '.join(sub)})")
+        if isinstance(value, (list, tuple)):
+            raise ValueError(f"sweep grid: {where}.{CHOSEN_FROM}.{name} must be one value, got "
+                             f"{value!r}")
+    return {k: _check_value(f"{where}.{CHOSEN_FROM}.{k}", v) for k, v in among.items()}
+
+
+@dataclass(frozen=True)
 class Grid:
     """A sweep: the ``experiment`` (one of :data:`EXPERIMENTS`), the settings every cell
     shares (``fixed``), the ``axes`` crossed with each other, and optional ``subgrids`` (each
-    crossed with the axes; the cells of all of them put together). See the module docstring."""
+    crossed with the axes; the cells of all of them put together). A subgrid with
+    ``chosen_from`` gives :class:`Choice` cells instead (:meth:`choices`), kept in
+    ``chosen_from`` (one entry per subgrid, None for the others). See the module docstring."""
 
     experiment: str
     fixed: dict = field(default_factory=dict)
     axes: dict = field(default_factory=dict)
     subgrids: tuple = ()
+    chosen_from: tuple = ()
 
     def __post_init__(self):
         if self.experiment not in EXPERIMENTS:
@@ -88,7 +125,16 @@ class Grid:
                              f"{self.fixed!r}")
         fixed = {k: _check_value(f"fixed.{k}", v) for k, v in self.fixed.items()}
         axes = _check_axes("axes", self.axes)
-        subgrids = tuple(_check_axes(f"subgrid {i + 1}", s) for i, s in enumerate(self.subgrids))
+        chosen_from = list(self.chosen_from) or [None] * len(self.subgrids)
+        subgrids = []
+        for i, sub in enumerate(self.subgrids):
+            if isinstance(sub, dict) and CHOSEN_FROM in sub:
+                sub = dict(sub)
+                chosen_from[i] = sub.pop(CHOSEN_FROM)
+            subgrids.append(_check_axes(f"subgrid {i + 1}", sub))
+            if chosen_from[i] is not None:
+                chosen_from[i] = _check_chosen_from(f"subgrid {i + 1}", chosen_from[i],
+                                                    {**axes, **subgrids[i]})
         for name in axes:
             if name in fixed:
                 raise ValueError(f"sweep grid: {name!r} is both in [fixed] and in [axes]")
@@ -99,7 +145,8 @@ class Grid:
                                      f"[{'fixed' if name in fixed else 'axes'}]")
         object.__setattr__(self, "fixed", fixed)
         object.__setattr__(self, "axes", axes)
-        object.__setattr__(self, "subgrids", subgrids)
+        object.__setattr__(self, "subgrids", tuple(subgrids))
+        object.__setattr__(self, "chosen_from", tuple(chosen_from))
 
     @classmethod
     def from_dict(cls, data, source="grid"):
@@ -127,14 +174,30 @@ class Grid:
         """The names of the settings that vary, axes first, then those of the subgrids."""
         return tuple(dict.fromkeys([*self.axes, *(n for s in self.subgrids for n in s)]))
 
+    def _expand(self, sub):
+        names = [*self.axes, *sub]
+        return [{**self.fixed, **dict(zip(names, values))}
+                for values in itertools.product(*self.axes.values(), *sub.values())]
+
     def cells(self):
-        """Every cell as a dict of settings, subgrid by subgrid, the last axis fastest."""
+        """Every cell as a dict of settings, subgrid by subgrid, the last axis fastest; not the
+        cells of the subgrids with ``chosen_from`` (:meth:`choices`)."""
         cells = []
-        for sub in self.subgrids or ({},):
-            names = [*self.axes, *sub]
-            for values in itertools.product(*self.axes.values(), *sub.values()):
-                cells.append({**self.fixed, **dict(zip(names, values))})
-        return cells
+        for sub, among in zip(self.subgrids, self.chosen_from):
+            if among is None:
+                cells += self._expand(sub)
+        return cells if self.subgrids else self._expand({})
+
+    def choices(self):
+        """The :class:`Choice` cells of the subgrids with ``chosen_from``, in the file's order."""
+        found, before = [], 0
+        for sub, among in zip(self.subgrids, self.chosen_from):
+            cells = self._expand(sub)
+            if among is None:
+                before += len(cells)
+            else:
+                found += [Choice(cell, among, before) for cell in cells]
+        return found
 
 
 def load_grid(path):

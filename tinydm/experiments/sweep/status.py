@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...files import lock_holder
-from .cells import Job, get_adapter, load_record, plan
+from .cells import Chosen, Job, get_adapter, in_order, load_record, plan, plan_choices, resolve
 
 STATES = ("done", "running", "stopped", "to run")
 
@@ -37,6 +37,7 @@ class CellStatus:
     iterations_done: int | None = None
     wall_seconds: float | None = None
     holder: str | None = None
+    note: str | None = None
 
     @property
     def iterations_left(self) -> int | None:
@@ -62,9 +63,26 @@ def cell_status(grid, out_dir, data=None, data_dir=None, cache_dir=None,
     adapter, out_dir = get_adapter(grid.experiment), Path(out_dir)
     if data is None and adapter.names_depend_on_data:
         data = adapter.load_data([j.settings for j in plan(grid)], data_dir, cache_dir, download)
-    statuses = []
-    for job in plan(grid, data):
+    jobs = plan(grid, data)
+    statuses: list[CellStatus] = []
+    records = {}
+    for job in jobs:
         record = load_record(out_dir, job, grid.experiment)
+        if record is not None:
+            records[job.name] = record
+    for entry in in_order(jobs, plan_choices(grid, jobs, data)):
+        job = entry
+        if isinstance(entry, Chosen):
+            job = resolve(grid, entry, records, data)
+            if job is None:  # validation has not chosen yet
+                waiting = sum(c.name not in records for c in entry.candidates)
+                statuses.append(CellStatus(Job(entry.label, entry.choice.cell, {}), "to run",
+                                           entry.choice.cell.get("iterations"), 0,
+                                           note=f"waits for {waiting} candidate(s)"))
+                continue
+            if job.name in {s.job.name for s in statuses}:
+                continue
+        record = records.get(job.name) or load_record(out_dir, job, grid.experiment)
         if record is not None:
             statuses.append(_timed("done", job, record))
             continue
@@ -95,8 +113,8 @@ def status_lines(statuses, lanes=1) -> list[str]:
         if s.state == "done":
             continue
         done = "" if s.iterations_done is None else f"{s.iterations_done} of {s.iterations}"
-        lines.append(f"| {s.job.name} | {s.state + (f' ({s.holder})' if s.holder else '')} "
-                     f"| {done} |")
+        state = s.state + "".join(f" ({x})" for x in (s.holder, s.note) if x)
+        lines.append(f"| {s.job.name} | {state} | {done} |")
     if len(lines) == 2:
         lines = []
     counts = ", ".join(f"{sum(s.state == state for s in statuses)} {state}" for state in STATES)

@@ -477,7 +477,7 @@ def test_a_chosen_cell_runs_the_candidate_best_by_validation_once_they_are_done(
     path.write_text(CHOSEN_TOML)
     grid = sweep.load_grid(path)
     jobs = sweep.plan(grid)
-    choices = sweep.plan_choices(grid, jobs)
+    choices = sweep.plan_choices(grid)
     assert len(jobs) == 5 and len(choices) == 2
     assert [c.choice.among for c in choices] == [{"seed": 1}] * 2
     assert [c.place for c in choices] == [4, 4]  # after the four candidates, before lam = 2
@@ -540,8 +540,7 @@ def test_a_chosen_cell_waits_for_its_candidates_and_says_why_it_did_not_run(tmp_
 def test_chosen_from_errors_name_what_is_wrong(text, message):
     grid_text = CHOSEN_TOML.replace("seed = [2, 3]\nchosen_from = { seed = 1 }", text)
     with pytest.raises(ValueError, match=message):
-        sweep.plan_choices(sweep.Grid.from_dict(tomllib.loads(grid_text)),
-                           sweep.plan(sweep.Grid.from_dict(tomllib.loads(grid_text))))
+        sweep.plan_choices(sweep.Grid.from_dict(tomllib.loads(grid_text)))
 
 
 def test_chosen_from_needs_an_experiment_with_a_validation_split():
@@ -549,7 +548,7 @@ def test_chosen_from_needs_an_experiment_with_a_validation_split():
                       subgrids=({"lam": [0, 1], "seed": [1]}, {"seed": [2], "chosen_from":
                                                                 {"seed": 1}}))
     with pytest.raises(ValueError, match="imdb runs have none"):
-        sweep.plan_choices(grid, sweep.plan(grid))
+        sweep.plan_choices(grid)
 
 
 def test_chosen_cells_on_ray_give_the_records_of_the_pool(tmp_path):

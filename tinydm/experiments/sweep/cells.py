@@ -203,17 +203,25 @@ def _job(grid, cell, data=None):
     return Job("_".join([*words, digest(settings)]), cell, settings)
 
 
+def _plan(grid, data=None):
+    """The jobs of :func:`plan`, and for each cell of the grid how many of them its first cells
+    make (where a chosen cell listed after them goes)."""
+    jobs, seen, places = [], set(), []
+    for cell in grid.cells():
+        job = _job(grid, cell, data)
+        key = digest(job.settings)
+        if key not in seen:
+            seen.add(key)
+            jobs.append(job)
+        places.append(len(jobs))
+    return jobs, places
+
+
 def plan(grid, data=None):
     """The jobs of a grid, in the grid's order, one per distinct settings (not those that
     validation chooses: :func:`plan_choices`). Every cell is checked here (a clear error before
     any run); ``data`` completes settings that depend on it (the IMDB features' fingerprint)."""
-    jobs, seen = [], set()
-    for cell in grid.cells():
-        job = _job(grid, cell, data)
-        if job.name not in seen:
-            seen.add(job.name)
-            jobs.append(job)
-    return jobs
+    return _plan(grid, data)[0]
 
 
 @dataclass(frozen=True)
@@ -228,9 +236,10 @@ class Chosen:
     label: str  # its settings known before the choice, and those chosen
 
 
-def plan_choices(grid, jobs, data=None):
-    """The :class:`Chosen` cells of a grid whose plan is ``jobs``, in the file's order; a clear
-    error when a choice has no candidate or the experiment keeps no validation accuracy."""
+def plan_choices(grid, data=None):
+    """The :class:`Chosen` cells of a grid, in the file's order, their candidates among the
+    jobs of :func:`plan`; a clear error when a choice has no candidate or the experiment keeps
+    no validation accuracy."""
     choices = grid.choices()
     if not choices:
         return []
@@ -238,10 +247,7 @@ def plan_choices(grid, jobs, data=None):
     if not hasattr(adapter, "validation_score"):
         raise ValueError(f"{grid.experiment} sweep: a subgrid with chosen_from needs runs with a "
                          f"validation split; {grid.experiment} runs have none")
-    places, seen = [], set()  # jobs of the plan made from the first n cells of the grid
-    for cell in grid.cells():
-        seen.add(_job(grid, cell, data).name)
-        places.append(len(seen))
+    jobs, places = _plan(grid, data)
     found = []
     for choice in choices:
         candidates = tuple(j for j in jobs if choice.matches(j.cell))

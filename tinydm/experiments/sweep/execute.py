@@ -280,7 +280,7 @@ def run(grid, out_dir, data=None, data_dir=None, cache_dir=None, download=True, 
         raise ValueError(f"sweep: threads must be a positive integer, got {threads!r}")
     adapter = get_adapter(grid.experiment)
     jobs = plan(grid)  # every cell checked before any data is loaded
-    plan_choices(grid, jobs)
+    plan_choices(grid)
     out_dir = Path(out_dir)
     (out_dir / "cells").mkdir(parents=True, exist_ok=True)
     probe = out_dir / "cells" / f".probe{os.getpid()}"
@@ -294,7 +294,7 @@ def run(grid, out_dir, data=None, data_dir=None, cache_dir=None, download=True, 
     if data is None:
         data = adapter.load_data([j.settings for j in jobs], data_dir, cache_dir, download)
     jobs = plan(grid, data)
-    queue = _Queue(grid, out_dir, data, jobs, plan_choices(grid, jobs, data), force)
+    queue = _Queue(grid, out_dir, data, jobs, plan_choices(grid, data), force)
     skipped = len(queue.records)
     todo = len(queue.entries) if train else 0
     chosen = len(queue.chosen)

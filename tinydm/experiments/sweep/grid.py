@@ -84,7 +84,7 @@ class Choice:
 
     def matches(self, cell):
         """Whether ``cell`` (a cell of the grid) is a candidate of this choice."""
-        return all(cell.get(k) == v for k, v in {**self.cell, **self.among}.items())
+        return all(cell.get(k) == v for k, v in applicable({**self.cell, **self.among}).items())
 
 
 def _check_chosen_from(where, among, sub):

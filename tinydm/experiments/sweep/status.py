@@ -70,7 +70,7 @@ def cell_status(grid, out_dir, data=None, data_dir=None, cache_dir=None,
         record = load_record(out_dir, job, grid.experiment)
         if record is not None:
             records[job.name] = record
-    for entry in in_order(jobs, plan_choices(grid, jobs, data)):
+    for entry in in_order(jobs, plan_choices(grid, data)):
         job = entry
         if isinstance(entry, Chosen):
             job = resolve(grid, entry, records, data)

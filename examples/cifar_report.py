@@ -24,13 +24,19 @@ accuracy with --choose-seed (Table 9's question; docs/results.md):
 
 which writes noise.md (per noise: CCE, GCE and the chosen DM, the chosen lam; the seeds tables;
 under human noise which swaps each method memorises) and noise.png (final accuracy against the
-share of wrong labels).
+share of wrong labels). With --grid, the sweep grids' chosen cells name DM's candidates at each
+noise, and a choice waits until all of them have finished, as the sweep's does:
+
+    python examples/cifar_report.py --by-noise docs/results/cifar/noise-rates/cells/*.json \
+        --grid examples/grids/cifar10_noise_rates.toml --out docs/results/cifar/noise
 """
 
 import argparse
 from pathlib import Path
 
 from tinydm.experiments import cifar
+from tinydm.experiments.sweep import cells
+from tinydm.experiments.sweep.grid import load_grid
 
 
 def labelled_run(text):
@@ -66,16 +72,24 @@ def main(argv=None):
                         help="with --seeds: choose among these methods (labels as in the "
                              "table) by best validation accuracy with --choose-seed, once "
                              "their runs are finished")
+    parser.add_argument("--grid", nargs="+", default=(), metavar="GRID",
+                        help="with --by-noise: sweep grid files whose chosen_from cells name the "
+                             "DM candidates at each noise")
     parser.add_argument("--choose-seed", type=int, default=123,
                         help="the seed of the runs the choice is made on (default: %(default)s)")
     parser.add_argument("--out", required=True, help="folder for the tables and the figures")
     args = parser.parse_args(argv)
     if sum(map(bool, (args.runs, args.seeds, args.by_noise))) != 1:
         parser.error("give one of LABEL=FOLDER runs, --seeds RUN ... or --by-noise RUN ...")
+    if args.grid and not args.by_noise:
+        parser.error("--grid goes with --by-noise")
     if args.by_noise:
         try:
+            candidates = cifar.noise_table.candidates_by_noise(
+                s for grid in args.grid for s in cells.candidate_settings(load_grid(grid)))
             paths = cifar.noise_table.write_report(
-                [cifar.load_results(p) for p in args.by_noise], args.out, args.choose_seed)
+                [cifar.load_results(p) for p in args.by_noise], args.out, args.choose_seed,
+                candidates)
         except ValueError as e:
             parser.error(str(e))
         print(paths[0].read_text(), end="")

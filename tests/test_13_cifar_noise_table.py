@@ -4,6 +4,8 @@ test set; the report says whether the chosen lam rises with the rate, and which 
 human noise each method memorises."""
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,9 +14,14 @@ from tinydm.data import cifar as cifar_data
 from tinydm.data import cifar_n
 from tinydm.experiments import cifar
 from tinydm.experiments.cifar import noise_table
+from tinydm.experiments.sweep import cells
+from tinydm.experiments.sweep.grid import load_grid
 
 from test_data_cifar import write_cifar10
 from test_data_cifar_n import write_human
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+import cifar_report  # noqa: E402
 
 TINY = dict(dataset="synthetic", synthetic_sizes=(120, 16), synthetic_image_size=8, depth=8,
             batch_size=8, iterations=8, eval_every=4, log_every=4, eval_batch_size=16,
@@ -96,6 +103,57 @@ def test_report_writes_the_table_and_the_figure(runs, tmp_path):
     assert paths[1].stat().st_size > 10_000
     points = noise_table.curve_points(noise_table.group_by_noise(runs))
     assert [len(pts) for pts in points.values()] == [3, 2, 2]  # CCE also at r = 0
+
+
+GRID = """experiment = "cifar"
+[fixed]
+dataset = "synthetic"
+[[subgrid]]
+noise_rate = [0.2]
+loss = ["dm"]
+lam = [0.5, 1]
+beta = [4]
+seed = [123]
+[[subgrid]]
+noise_rate = [0.2]
+loss = ["dm"]
+lam = [2]
+beta = [12]
+seed = [123]
+[[subgrid]]
+noise_rate = [0.2]
+loss = ["dm"]
+seed = [124]
+chosen_from = { seed = 123 }
+"""
+
+
+def test_a_grid_names_the_candidates_and_the_choice_waits_for_all_of_them(runs, tmp_path):
+    (tmp_path / "grid.toml").write_text(GRID)
+    settings = cells.candidate_settings(load_grid(tmp_path / "grid.toml"))
+    assert [s["loss_params"] for s in settings] == [{"lam": 0.5, "beta": 4}, {"lam": 1, "beta": 4},
+                                                    {"lam": 2, "beta": 12}]
+    candidates = noise_table.candidates_by_noise(settings)
+    assert candidates == {"r=0.2": ["DM lam=0.5 beta=4", "DM lam=1 beta=4", "DM lam=2 beta=12"]}
+    by_noise = noise_table.group_by_noise(runs)
+    present, _ = noise_table.chosen_dm(by_noise["r=0.2"])
+    assert present is not None  # among the two DM runs there are
+    assert noise_table.chosen_dm(by_noise["r=0.2"], expected=candidates["r=0.2"])[0] is None
+    assert noise_table.chosen_dm(by_noise["r=0.2"], expected=candidates["r=0.2"][:2])[0] == present
+    row = next(line for line in noise_table.summary_table(by_noise, candidates=candidates)
+               .splitlines() if line.startswith("| r=0.2 |"))
+    assert "not chosen yet" in row
+    trend, _ = noise_table.lam_trend(by_noise, candidates=candidates)
+    assert [r for r, _ in trend] == [0.6]
+    text = noise_table.write_report(runs, tmp_path / "report", candidates=candidates)[0].read_text()
+    assert "| DM lam=2 beta=12 | | | | not run |" in text
+    assert "Not chosen yet: DM lam=2 beta=12 not finished with seed 123." in text
+    folders = [r["config"]["out_dir"] for r in runs]
+    grid = str(tmp_path / "grid.toml")
+    paths = cifar_report.main(["--by-noise", *folders, "--grid", grid, "--out", str(tmp_path)])
+    assert paths[0].read_text() == text
+    with pytest.raises(SystemExit):  # a grid names candidates only for --by-noise
+        cifar_report.main(["--seeds", *folders, "--grid", grid, "--out", str(tmp_path)])
 
 
 @pytest.fixture(scope="module")

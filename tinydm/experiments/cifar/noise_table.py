@@ -5,7 +5,9 @@ Runs are grouped by their noise (:func:`noise_label`: ``"r=0.2"``, ``"cifar10n:w
 method and seed (:func:`tinydm.experiments.cifar.seeds.group_runs`). At each noise DM's
 (lam, beta) is chosen among the DM runs of the choice seed by validation accuracy
 (:func:`tinydm.experiments.cifar.seeds.validation_choice`; under human noise the validation split
-carries human labels too); the test set plays no part. ::
+carries human labels too); the test set plays no part. The candidates are the DM runs present, or,
+given sweep grids (:func:`candidates_by_noise`), every candidate their chosen cells name, so that a
+choice waits for all of them as the sweep does. ::
 
     by_noise = noise_table.group_by_noise(runs)
     print(noise_table.summary_table(by_noise))
@@ -47,14 +49,30 @@ def group_by_noise(runs):
     return {k: seeds.group_runs(by[k]) for k in sorted(by, key=_order)}
 
 
-def dm_candidates(groups, seed=123):
-    """The DM methods that have a run with ``seed``: the validation choice is made among them."""
+def candidates_by_noise(configs):
+    """``{noise: [DM method labels]}`` of run configs, in their order: the candidates of a sweep
+    grid's chosen cells (:func:`tinydm.experiments.sweep.cells.candidate_settings`)."""
+    found = {}
+    for config in configs:
+        run = {"config": config}
+        labels = found.setdefault(noise_label(run), [])
+        if seeds.method_label(run) not in labels:
+            labels.append(seeds.method_label(run))
+    return found
+
+
+def dm_candidates(groups, seed=123, expected=None):
+    """The DM methods the validation choice is made among: ``expected`` (a grid's candidates at
+    this noise) if given, else those that have a run with ``seed``."""
+    if expected:
+        return list(expected)
     return [label for label, g in groups.items() if label.startswith("DM ") and seed in g]
 
 
-def chosen_dm(groups, seed=123):
-    """``(chosen DM method or None, its validation scores)`` at one noise."""
-    return seeds.validation_choice(groups, dm_candidates(groups, seed), seed)
+def chosen_dm(groups, seed=123, expected=None):
+    """``(chosen DM method or None, its validation scores)`` at one noise; None until every
+    candidate (:func:`dm_candidates`) has finished its run with ``seed``."""
+    return seeds.validation_choice(groups, dm_candidates(groups, seed, expected), seed)
 
 
 def lam_of(label):
@@ -80,33 +98,37 @@ def _final_cell(group):
 
 
 def wrong_labels(groups):
-    """The realised share of wrong training labels at one noise, the mean over its runs."""
+    """The realised share of wrong training labels at one noise, the mean over its runs (records
+    keep it to four digits, which the summary shows whole)."""
     return mean_std([r["data"]["noise_rate_realised"] for g in groups.values()
                      for r in g.values()])[0]
 
 
-def summary_table(by_noise, seed=123):
+def summary_table(by_noise, seed=123, candidates=None):
     """Markdown: per noise, the realised share of wrong labels (:func:`wrong_labels`), the final
     test accuracy (mean ± std over finished seeds) of CCE, GCE and the DM that validation chose
-    with ``seed``, and the chosen emphasis mode lam."""
+    with ``seed`` (among ``candidates[noise]`` where given, :func:`dm_candidates`), and the
+    chosen emphasis mode lam."""
+    candidates = candidates or {}
     lines = ["| noise | wrong labels | CCE final | GCE final | DM chosen by validation | "
              "its lam | DM final |", "|---|---:|---:|---:|---|---:|---:|"]
     for noise, groups in by_noise.items():
-        chosen, _ = chosen_dm(groups, seed)
+        chosen, _ = chosen_dm(groups, seed, candidates.get(noise))
         cells = [_final_cell(groups[m]) if m in groups else "not run" for m in BASELINES]
         pick = (chosen, f"{lam_of(chosen):g}", _final_cell(groups[chosen])) if chosen else \
             ("not chosen yet" if dm_candidates(groups, seed) else "no DM run", "", "")
-        lines.append(f"| {noise} | {100 * wrong_labels(groups):.1f}% | "
+        lines.append(f"| {noise} | {100 * wrong_labels(groups):.2f}% | "
                      + " | ".join(cells) + f" | {' | '.join(pick)} |")
     return "\n".join(lines)
 
 
-def lam_trend(by_noise, seed=123):
-    """``[(rate, chosen lam)]`` over the symmetric rates with a choice, and whether the chosen
-    lam never falls as the rate rises (the paper's finding, Table 9), or None with fewer than
-    two choices."""
+def lam_trend(by_noise, seed=123, candidates=None):
+    """``[(rate, chosen lam)]`` over the symmetric rates with a choice (:func:`chosen_dm`), and
+    whether the chosen lam never falls as the rate rises (the paper's finding, Table 9), or None
+    with fewer than two choices."""
+    candidates = candidates or {}
     trend = [(float(n[2:]), lam_of(c)) for n, g in by_noise.items() if n.startswith("r=")
-             for c in [chosen_dm(g, seed)[0]] if c is not None]
+             for c in [chosen_dm(g, seed, candidates.get(n))[0]] if c is not None]
     rising = None if len(trend) < 2 else all(a[1] <= b[1] for a, b in zip(trend, trend[1:]))
     return trend, rising
 
@@ -139,14 +161,15 @@ def confusion_table(groups, classes=None, top=8):
     return "\n".join(lines)
 
 
-def curve_points(by_noise, seed=123):
+def curve_points(by_noise, seed=123, candidates=None):
     """``{method: [(realised wrong-label share, [final accuracies of its finished seeds], noise)]}``
-    for CCE, GCE and the chosen DM ("DM (validation)"): what :func:`tinydm.plot.cifar_noise_rates`
-    draws."""
+    for CCE, GCE and the chosen DM ("DM (validation)", :func:`chosen_dm`): what
+    :func:`tinydm.plot.cifar_noise_rates` draws."""
+    candidates = candidates or {}
     points = {}
     for noise, groups in by_noise.items():
         rate = wrong_labels(groups)
-        chosen = chosen_dm(groups, seed)[0]
+        chosen = chosen_dm(groups, seed, candidates.get(noise))[0]
         for name, label in (*((m, m) for m in BASELINES), ("DM (validation)", chosen)):
             finals = [r["summary"]["test_accuracy_final"] for r in groups.get(label, {}).values()
                       if r["status"] == "done"]
@@ -155,27 +178,30 @@ def curve_points(by_noise, seed=123):
     return points
 
 
-def write_report(runs, out_dir, seed=123):
+def write_report(runs, out_dir, seed=123, candidates=None):
     """``noise.md`` (the summary, the lam trend, then per noise the seeds table, the validation
-    choice and, under human noise, the confusion) and ``noise.png`` in ``out_dir``; the paths."""
+    choice and, under human noise, the confusion) and ``noise.png`` in ``out_dir``; the paths.
+    ``candidates``: ``{noise: [DM methods]}`` to choose among (:func:`candidates_by_noise`)."""
     from ... import plot
 
+    candidates = candidates or {}
     by_noise = group_by_noise(runs)
-    trend, rising = lam_trend(by_noise, seed)
-    parts = [summary_table(by_noise, seed),
+    trend, rising = lam_trend(by_noise, seed, candidates)
+    parts = [summary_table(by_noise, seed, candidates),
              "Chosen lam by symmetric noise rate: "
              + (", ".join(f"r = {r:g}: {lam:g}" for r, lam in trend) or "none chosen yet")
              + {None: ".", True: "; it never falls as r rises.",
                 False: "; it does not rise monotonically with r."}[rising]]
     for noise, groups in by_noise.items():
         parts += [f"## {noise}", seeds.markdown_table(groups)]
-        if dm_candidates(groups, seed):
-            parts.append(seeds.validation_table(groups, dm_candidates(groups, seed), seed))
+        among = dm_candidates(groups, seed, candidates.get(noise))
+        if among:
+            parts.append(seeds.validation_table(groups, among, seed))
         if noise in HUMAN_NOISES:
             parts.append(confusion_table(groups))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = out / "noise.md"
     table.write_text("\n\n".join(parts) + "\n")
-    return [table] + plot.save(plot.cifar_noise_rates(curve_points(by_noise, seed)), out, "noise",
-                               formats=("png",))
+    return [table] + plot.save(plot.cifar_noise_rates(curve_points(by_noise, seed, candidates)),
+                               out, "noise", formats=("png",))

@@ -265,6 +265,16 @@ def plan_choices(grid, data=None):
     return found
 
 
+def candidate_settings(grid, data=None):
+    """The settings of the candidates of a grid's chosen cells (:func:`plan_choices`), each
+    once, in the file's order: what a report chooses among as the sweep does."""
+    found = {}
+    for chosen in plan_choices(grid, data):
+        for job in chosen.candidates:
+            found.setdefault(job.name, job.settings)
+    return list(found.values())
+
+
 def in_order(jobs, chosen):
     """The jobs of a plan and its :class:`Chosen` cells in the grid file's order."""
     for i in range(len(jobs) + 1):

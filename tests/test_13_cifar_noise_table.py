@@ -82,6 +82,24 @@ def test_dm_is_chosen_by_validation_at_each_rate_and_the_trend_follows(runs):
     assert "| r=0 |" in table and "no DM run" in table
 
 
+def test_the_lam_table_has_table_9s_form_one_column_per_emphasis_mode(runs):
+    by_noise = noise_table.group_by_noise(runs)
+    table = noise_table.lam_table(by_noise).splitlines()
+    assert table[0] == ("| noise (seed 123) | lam=0.5 | lam=1 | lam with the best final | "
+                        "lam validation picks |") and len(table) == 4  # r = 0 has no DM
+    for line, noise in zip(table[2:], ("r=0.2", "r=0.6")):
+        g = by_noise[noise]
+        finals = {lam: g[f"DM lam={lam:g} beta=4"][123]["summary"]["test_accuracy_final"]
+                  for lam in (0.5, 1)}
+        best = max(finals, key=lambda k: finals[k])
+        chosen = noise_table.lam_of(noise_table.chosen_dm(g)[0])
+        assert line == (f"| {noise} | {100 * finals[0.5]:.1f} (beta 4) | {100 * finals[1]:.1f} "
+                        f"(beta 4) | {best:g} | {chosen:g} |")
+    wider = {"r=0.2": ["DM lam=0.5 beta=4", "DM lam=1 beta=4", "DM lam=2 beta=12"]}
+    row = noise_table.lam_table(by_noise, candidates=wider).splitlines()[2]
+    assert row.startswith("| r=0.2 |") and row.endswith("| to choose |  |  |")
+
+
 def test_an_unfinished_run_is_said_running_and_blocks_the_choice(runs):
     dm = next(r for r in runs if r["config"]["loss"] == "dm" and r["config"]["noise_rate"] == 0.2)
     running = json.loads(json.dumps(dm))

@@ -122,6 +122,37 @@ def summary_table(by_noise, seed=123, candidates=None):
     return "\n".join(lines)
 
 
+def lam_table(by_noise, seed=123, candidates=None):
+    """Markdown in Table 9's form: per noise (rows) and lam (columns), the final test accuracy
+    with ``seed`` of the beta that validation picks among that lam's candidates
+    (:func:`dm_candidates`), the lam whose pick ends highest on the test set (the paper's reading
+    of Table 9) and the lam of :func:`chosen_dm`."""
+    candidates = candidates or {}
+    rows = {n: dm_candidates(g, seed, candidates.get(n)) for n, g in by_noise.items()}
+    lams = sorted({lam_of(label) for labels in rows.values() for label in labels})
+    lines = [f"| noise (seed {seed}) | " + " | ".join(f"lam={lam:g}" for lam in lams)
+             + " | lam with the best final | lam validation picks |",
+             "|---|" + "---:|" * len(lams) + "---:|---:|"]
+    for noise, labels in rows.items():
+        if not labels:
+            continue
+        groups, cells, finals = by_noise[noise], [], {}
+        for lam in lams:
+            pick, _ = seeds.validation_choice(groups, [m for m in labels if lam_of(m) == lam], seed)
+            if pick is None:
+                cells.append("" if all(lam_of(m) != lam for m in labels) else "to choose")
+                continue
+            finals[lam] = groups[pick][seed]["summary"]["test_accuracy_final"]
+            rest = " ".join(w.replace("=", " ") for w in pick.split()[1:] if w[:4] != "lam=")
+            cells.append(f"{100 * finals[lam]:.1f} ({rest})")
+        ready = len(finals) == len({lam_of(m) for m in labels})
+        best = f"{max(finals, key=lambda k: finals[k]):g}" if ready else ""
+        chosen = chosen_dm(groups, seed, candidates.get(noise))[0]
+        lines.append(f"| {noise} | " + " | ".join(cells)
+                     + f" | {best} | {'' if chosen is None else f'{lam_of(chosen):g}'} |")
+    return "\n".join(lines)
+
+
 def lam_trend(by_noise, seed=123, candidates=None):
     """``[(rate, chosen lam)]`` over the symmetric rates with a choice (:func:`chosen_dm`), and
     whether the chosen lam never falls as the rate rises (the paper's finding, Table 9), or None
@@ -179,7 +210,7 @@ def curve_points(by_noise, seed=123, candidates=None):
 
 
 def write_report(runs, out_dir, seed=123, candidates=None):
-    """``noise.md`` (the summary, the lam trend, then per noise the seeds table, the validation
+    """``noise.md`` (the summary, the lam trend, the lam table, then per noise the seeds table, the validation
     choice and, under human noise, the confusion) and ``noise.png`` in ``out_dir``; the paths.
     ``candidates``: ``{noise: [DM methods]}`` to choose among (:func:`candidates_by_noise`)."""
     from ... import plot
@@ -192,6 +223,7 @@ def write_report(runs, out_dir, seed=123, candidates=None):
              + (", ".join(f"r = {r:g}: {lam:g}" for r, lam in trend) or "none chosen yet")
              + {None: ".", True: "; it never falls as r rises.",
                 False: "; it does not rise monotonically with r."}[rising]]
+    parts.append(lam_table(by_noise, seed, candidates))
     for noise, groups in by_noise.items():
         parts += [f"## {noise}", seeds.markdown_table(groups)]
         among = dm_candidates(groups, seed, candidates.get(noise))

@@ -55,9 +55,9 @@ def candidates_by_noise(configs):
     found = {}
     for config in configs:
         run = {"config": config}
-        labels = found.setdefault(noise_label(run), [])
-        if seeds.method_label(run) not in labels:
-            labels.append(seeds.method_label(run))
+        labels, label = found.setdefault(noise_label(run), []), seeds.method_label(run)
+        if label not in labels:
+            labels.append(label)
     return found
 
 
@@ -138,9 +138,10 @@ def lam_table(by_noise, seed=123, candidates=None):
             continue
         groups, cells, finals = by_noise[noise], [], {}
         for lam in lams:
-            pick, _ = seeds.validation_choice(groups, [m for m in labels if lam_of(m) == lam], seed)
+            among = [m for m in labels if lam_of(m) == lam]
+            pick, _ = seeds.validation_choice(groups, among, seed)
             if pick is None:
-                cells.append("" if all(lam_of(m) != lam for m in labels) else "to choose")
+                cells.append("to choose" if among else "")
                 continue
             finals[lam] = groups[pick][seed]["summary"]["test_accuracy_final"]
             rest = " ".join(w.replace("=", " ") for w in pick.split()[1:] if w[:4] != "lam=")
@@ -210,8 +211,8 @@ def curve_points(by_noise, seed=123, candidates=None):
 
 
 def write_report(runs, out_dir, seed=123, candidates=None):
-    """``noise.md`` (the summary, the lam trend, the lam table, then per noise the seeds table, the validation
-    choice and, under human noise, the confusion) and ``noise.png`` in ``out_dir``; the paths.
+    """``noise.md`` (the summary, the lam trend, the lam table, then per noise the seeds table,
+    the validation choice and, under human noise, the confusion) and ``noise.png`` in ``out_dir``; the paths.
     ``candidates``: ``{noise: [DM methods]}`` to choose among (:func:`candidates_by_noise`)."""
     from ... import plot
 

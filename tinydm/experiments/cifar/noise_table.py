@@ -27,7 +27,8 @@ BASELINES = ("CCE", "GCE q=0.7")
 
 
 def noise_label(run):
-    """``"r=0.4"`` (symmetric noise, ``"r=0"`` clean) or the human label set, ``"cifar10n:worst"``."""
+    """``"r=0.4"`` (symmetric noise, ``"r=0"`` clean) or the human label set,
+    ``"cifar10n:worst"``."""
     c = run["config"]
     if c["noise"] in HUMAN_NOISES:
         return c["noise"]
@@ -212,7 +213,8 @@ def curve_points(by_noise, seed=123, candidates=None):
 
 def write_report(runs, out_dir, seed=123, candidates=None):
     """``noise.md`` (the summary, the lam trend, the lam table, then per noise the seeds table,
-    the validation choice and, under human noise, the confusion) and ``noise.png`` in ``out_dir``; the paths.
+    the validation choice and, under human noise, the confusion) and ``noise.png`` in
+    ``out_dir``; the paths.
     ``candidates``: ``{noise: [DM methods]}`` to choose among (:func:`candidates_by_noise`)."""
     from ... import plot
 
